@@ -1,0 +1,185 @@
+"""Perceptual losses (Johnson, Alahi & Fei-Fei, ECCV 2016) for N styles at once.
+
+Conventions, chosen once and used by training, evaluation and optimization alike:
+
+* Features are VGG-16 ReLU activations of images in [0, 1] (ImageNet-normalized inside).
+* **Content loss** of a layer: mean squared difference of the features, averaged over
+  channels and positions (``F.mse_loss``).
+* **Gram matrix** of features ``F`` of shape (C, H, W): ``G = F F^T / (H W)``, i.e. the
+  average over positions of the outer product of feature vectors. Dividing by H·W (and not
+  by C·H·W as Johnson et al. do) follows Magenta and makes the Gram matrix independent of
+  the image size, so a painting at any ``style_size`` gives targets for crops of any size.
+* **Style loss** of a layer: mean squared difference of Gram matrices, averaged over the
+  C×C entries.
+* **Total variation**: mean squared difference of neighbouring pixels, horizontally plus
+  vertically (off by default, as in Magenta).
+
+``total = content_weight * sum_l w_l content_l + style_weight * m_s * sum_l w_l style_l + tv_weight * tv``
+where ``m_s`` is the per-style multiplier of the sample's style. Every term is kept per
+sample so that a batch can mix styles (each sample is compared with its own style's Gram
+targets) and the trainer can report each style separately.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .vgg import VGG16Features
+
+__all__ = ["gram_matrix", "total_variation", "PerceptualLoss", "LossTerms"]
+
+DEFAULT_CONTENT_LAYERS = {"relu3_3": 1.0}
+DEFAULT_STYLE_LAYERS = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0}
+
+
+def gram_matrix(features: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, C, C), normalized by H·W. Computed in float32."""
+    b, c, h, w = features.shape
+    f = features.reshape(b, c, h * w).float()
+    return torch.bmm(f, f.transpose(1, 2)) / (h * w)
+
+
+def total_variation(images: Tensor) -> Tensor:
+    """Per-sample mean squared difference of vertically and horizontally adjacent pixels."""
+    dy = (images[..., 1:, :] - images[..., :-1, :]).float().pow(2).flatten(1)
+    dx = (images[..., :, 1:] - images[..., :, :-1]).float().pow(2).flatten(1)
+    zero = images.new_zeros(images.shape[0], dtype=torch.float32)
+    return (dy.mean(1) if dy.numel() else zero) + (dx.mean(1) if dx.numel() else zero)
+
+
+@dataclass
+class LossTerms:
+    """Weighted loss terms, each of shape (B,), and their batch means."""
+
+    content: Tensor
+    style: Tensor
+    tv: Tensor
+
+    @property
+    def total(self) -> Tensor:
+        return self.content + self.style + self.tv
+
+    def means(self) -> dict[str, Tensor]:
+        return {"content": self.content.mean(), "style": self.style.mean(), "tv": self.tv.mean(), "total": self.total.mean()}
+
+
+class PerceptualLoss(nn.Module):
+    """Content + Gram style + TV loss against per-style targets kept as buffers.
+
+    Call :meth:`set_style_targets` once with one image per style; afterwards
+    ``loss(output, content, style_index)`` compares each output with its own content image
+    and with the Gram targets of its own style. ``style_index`` may also be ``None`` with
+    ``style_images`` given, to compare against arbitrary style images (optimization).
+    """
+
+    def __init__(
+        self,
+        *,
+        num_styles: int,
+        vgg: VGG16Features | None = None,
+        vgg_weights: str | None = None,
+        pooling: str = "max",
+        content_layers: Mapping[str, float] | None = None,
+        style_layers: Mapping[str, float] | None = None,
+        content_weight: float = 1.0,
+        style_weight: float = 5.0,
+        tv_weight: float = 0.0,
+        style_multipliers: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.content_layers = dict(content_layers if content_layers is not None else DEFAULT_CONTENT_LAYERS)
+        self.style_layers = dict(style_layers if style_layers is not None else DEFAULT_STYLE_LAYERS)
+        if not self.content_layers and not self.style_layers:
+            raise ValueError("the loss needs at least one content or style layer")
+        self.content_weight = float(content_weight)
+        self.style_weight = float(style_weight)
+        self.tv_weight = float(tv_weight)
+        self.num_styles = num_styles
+        layers = list(self.content_layers) + list(self.style_layers)
+        self.vgg = vgg if vgg is not None else VGG16Features(layers=layers, weights=vgg_weights, pooling=pooling)
+        missing = set(layers) - set(self.vgg.layers)
+        if missing:
+            raise ValueError(f"the VGG network does not compute {sorted(missing)}")
+        multipliers = torch.ones(num_styles) if style_multipliers is None else torch.as_tensor(style_multipliers, dtype=torch.float32)
+        if multipliers.shape != (num_styles,):
+            raise ValueError(f"{multipliers.numel()} style multipliers for {num_styles} styles")
+        self.register_buffer("style_multipliers", multipliers)
+        channels = {"relu1": 64, "relu2": 128, "relu3": 256, "relu4": 512, "relu5": 512}
+        for name in self.style_layers:
+            c = channels[name.split("_")[0]]
+            self.register_buffer(f"gram_{name}", torch.zeros(num_styles, c, c))
+        self.register_buffer("targets_set", torch.zeros((), dtype=torch.bool))
+
+    def gram_targets(self, layer: str) -> Tensor:
+        return getattr(self, f"gram_{layer}")
+
+    @torch.no_grad()
+    def style_grams(self, images: Tensor) -> dict[str, Tensor]:
+        """Gram matrices (B, C, C) of the style layers for a batch of style images."""
+        feats = self.vgg(images)
+        return {name: gram_matrix(feats[name]) for name in self.style_layers}
+
+    @torch.no_grad()
+    def set_style_targets(self, images: Sequence[Tensor]) -> None:
+        """Compute and store the Gram targets of one image (3, H, W) in [0, 1] per style."""
+        if len(images) != self.num_styles:
+            raise ValueError(f"{len(images)} style images for {self.num_styles} styles")
+        for s, image in enumerate(images):
+            image = image.unsqueeze(0) if image.dim() == 3 else image
+            grams = self.style_grams(image.to(self.style_multipliers.device))
+            for name, g in grams.items():
+                self.gram_targets(name)[s] = g[0]
+        self.targets_set.fill_(True)
+
+    def forward(
+        self,
+        output: Tensor,
+        content: Tensor,
+        style_index: Tensor | None = None,
+        *,
+        style_grams: Mapping[str, Tensor] | None = None,
+        content_features: Mapping[str, Tensor] | None = None,
+    ) -> LossTerms:
+        """Loss terms per sample.
+
+        ``style_index`` (B,) picks each sample's stored targets; alternatively
+        ``style_grams`` gives target Gram matrices (B or 1, C, C) per style layer.
+        ``content_features`` may pass precomputed content features (optimization reuses them).
+        """
+        b = output.shape[0]
+        zero = output.new_zeros(b, dtype=torch.float32)
+        feats = self.vgg(output)
+        content_loss = zero
+        if self.content_layers and self.content_weight:
+            if content_features is None:
+                with torch.no_grad():  # the photo's features are targets, not variables
+                    content_features = self.vgg(content)
+            for name, w in self.content_layers.items():
+                diff = (feats[name].float() - content_features[name].float()).pow(2)
+                content_loss = content_loss + w * diff.flatten(1).mean(1)
+            content_loss = self.content_weight * content_loss
+
+        style_loss = zero
+        if self.style_layers and self.style_weight:
+            if style_grams is None:
+                if style_index is None:
+                    raise ValueError("give style_index (stored targets) or style_grams")
+                if not bool(self.targets_set):
+                    raise RuntimeError("style targets were never set: call set_style_targets() first")
+                style_index = style_index.to(self.style_multipliers.device).long()
+                targets = {name: self.gram_targets(name)[style_index] for name in self.style_layers}
+                multipliers = self.style_multipliers[style_index]
+            else:
+                targets, multipliers = dict(style_grams), output.new_ones(b, dtype=torch.float32)
+            for name, w in self.style_layers.items():
+                diff = (gram_matrix(feats[name]) - targets[name]).pow(2)
+                style_loss = style_loss + w * diff.flatten(1).mean(1)
+            style_loss = self.style_weight * multipliers * style_loss
+
+        tv_loss = self.tv_weight * total_variation(output) if self.tv_weight else zero
+        return LossTerms(content=content_loss, style=style_loss, tv=tv_loss)

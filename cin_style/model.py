@@ -1,0 +1,235 @@
+"""The style transformer: one feed-forward network for N styles.
+
+The network follows Magenta's ``image_stylization`` layout (Dumoulin, Shlens & Kudlur,
+"A Learned Representation for Artistic Style", ICLR 2017), which itself refines the
+transformer of Johnson, Alahi & Fei-Fei (2016). Every convolution is shared between the
+styles; a style lives only in the gamma/beta rows of the conditional instance norms.
+
+This module knows nothing of training, files or Lightning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "ConditionalInstanceNorm2d",
+    "StyleTransformer",
+    "TransformerConfig",
+    "one_hot_styles",
+]
+
+
+def one_hot_styles(index: Tensor | int | list[int], num_styles: int) -> Tensor:
+    """Style-weight rows (B, N) that select one style per sample."""
+    index = torch.as_tensor(index).reshape(-1)
+    return F.one_hot(index.long(), num_styles).float()
+
+
+class ConditionalInstanceNorm2d(nn.Module):
+    """Instance normalization with one learned (gamma, beta) pair per style.
+
+    Dumoulin et al. (2017) show that a whole style can be captured by the affine
+    parameters of the normalization layers, so a convex combination of two styles'
+    gamma/beta rows interpolates between the styles. The layer is conditioned by a
+    style-weight tensor ``w``:
+
+    * ``(B, N)``: per-sample weights; one-hot selects a style, convex weights blend styles;
+    * ``(B, N, H, W)``: per-pixel weights, resized to this layer's resolution, so regions
+      of one image can carry different styles.
+
+    Both shapes go through the same code: a vector is a constant 1x1 map. Statistics are
+    taken over H and W of each sample (no running statistics: the normalization is the
+    same at training and inference time).
+    """
+
+    def __init__(self, num_features: int, *, num_styles: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        if num_styles < 1:
+            raise ValueError(f"num_styles must be at least 1, got {num_styles}")
+        self.num_features = num_features
+        self.num_styles = num_styles
+        self.eps = eps
+        self.gamma = nn.Parameter(torch.ones(num_styles, num_features))
+        self.beta = nn.Parameter(torch.zeros(num_styles, num_features))
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, num_styles={self.num_styles}, eps={self.eps}"
+
+    def _affine_maps(self, style: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """Blend the gamma/beta table with ``style`` into (B, C, h, w) maps."""
+        if style.dim() == 2:
+            style = style[:, :, None, None]
+        elif style.dim() != 4:
+            raise ValueError(f"style weights must be (B, N) or (B, N, H, W), got {tuple(style.shape)}")
+        if style.shape[1] != self.num_styles:
+            raise ValueError(f"style weights have {style.shape[1]} styles, the layer has {self.num_styles}")
+        h, w = style.shape[-2:]
+        if (h, w) != (1, 1) and (h, w) != size:
+            # Bilinear resampling is itself a convex combination, so convex weights stay convex.
+            shrink = h > size[0] or w > size[1]
+            style = F.interpolate(style, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+        style = style.to(self.gamma.dtype)
+        gamma = torch.einsum("bnhw,nc->bchw", style, self.gamma)
+        beta = torch.einsum("bnhw,nc->bchw", style, self.beta)
+        return gamma, beta
+
+    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        gamma, beta = self._affine_maps(style, (x.shape[-2], x.shape[-1]))
+        # Compute statistics in float32 even under autocast: the variance of a 1x1-sized
+        # map in bf16 is too coarse and the layer's whole job is these statistics.
+        var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, unbiased=False)
+        normalized = ((x.float() - mean) * torch.rsqrt(var + self.eps)).to(x.dtype)
+        return normalized * gamma.to(x.dtype) + beta.to(x.dtype)
+
+
+class ConvCIN(nn.Module):
+    """Reflection-padded convolution without bias, followed by conditional instance norm.
+
+    Reflection padding instead of zero padding avoids dark borders (Johnson et al. 2016,
+    Ulyanov et al. 2016). The conv needs no bias: the norm's beta replaces it. With
+    ``upsample`` the input is first enlarged by nearest-neighbour x2, which avoids the
+    checkerboard artefacts of transposed convolutions (Odena, Dumoulin & Olah, 2016).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        kernel_size: int,
+        stride: int = 1,
+        upsample: bool = False,
+        num_styles: int,
+    ) -> None:
+        super().__init__()
+        self.upsample = upsample
+        self.pad = nn.ReflectionPad2d(kernel_size // 2)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, bias=False)
+        self.norm = ConditionalInstanceNorm2d(out_channels, num_styles=num_styles)
+
+    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        return self.norm(self.conv(self.pad(x)), style)
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 conv-CIN layers with an identity skip (He et al. 2016, as in Johnson et al.).
+
+    ReLU follows the first layer only and nothing follows the addition, so the block can
+    represent the identity easily (Gross & Wilber, "Training and investigating residual nets").
+    """
+
+    def __init__(self, channels: int, *, num_styles: int) -> None:
+        super().__init__()
+        self.conv1 = ConvCIN(channels, channels, kernel_size=3, num_styles=num_styles)
+        self.conv2 = ConvCIN(channels, channels, kernel_size=3, num_styles=num_styles)
+
+    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        return x + self.conv2(F.relu(self.conv1(x, style)), style)
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Architecture hyper-parameters, enough to rebuild a :class:`StyleTransformer`."""
+
+    num_styles: int
+    width: float = 1.0
+    num_residual_blocks: int = 5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class StyleTransformer(nn.Module):
+    """Feed-forward stylization network conditioned on style weights.
+
+    Layout (Magenta image_stylization): conv 9x9/1 -> 32, conv 3x3/2 -> 64, conv 3x3/2 ->
+    128, five residual blocks at 128, nearest x2 + conv 3x3 -> 64, nearest x2 + conv 3x3 ->
+    32, conv 9x9 -> 3, sigmoid. CIN after every conv, including the last. ``width`` scales
+    the channel counts (at least one channel each).
+
+    ``forward(images, style)`` takes images (B, 3, H, W) in [0, 1] of any size and style
+    weights of shape (B, N) or (B, N, H, W) (see :class:`ConditionalInstanceNorm2d`) and
+    returns images of the same size in [0, 1].
+    """
+
+    #: The two stride-2 convolutions need sides divisible by 4; the 3x3 reflection pads at
+    #: the lowest resolution need at least 2 pixels there.
+    size_multiple = 4
+    min_size = 8
+
+    def __init__(self, *, num_styles: int, width: float = 1.0, num_residual_blocks: int = 5) -> None:
+        super().__init__()
+        if width <= 0:
+            raise ValueError(f"width must be positive, got {width}")
+        self.config = TransformerConfig(num_styles=num_styles, width=width, num_residual_blocks=num_residual_blocks)
+        c1, c2, c3 = (max(1, round(c * width)) for c in (32, 64, 128))
+        kw = {"num_styles": num_styles}
+        self.encoder = nn.ModuleList(
+            [
+                ConvCIN(3, c1, kernel_size=9, **kw),
+                ConvCIN(c1, c2, kernel_size=3, stride=2, **kw),
+                ConvCIN(c2, c3, kernel_size=3, stride=2, **kw),
+            ]
+        )
+        self.residuals = nn.ModuleList([ResidualBlock(c3, **kw) for _ in range(num_residual_blocks)])
+        self.decoder = nn.ModuleList(
+            [
+                ConvCIN(c3, c2, kernel_size=3, upsample=True, **kw),
+                ConvCIN(c2, c1, kernel_size=3, upsample=True, **kw),
+            ]
+        )
+        self.output = ConvCIN(c1, 3, kernel_size=9, **kw)
+
+    @classmethod
+    def from_config(cls, config: TransformerConfig | dict) -> StyleTransformer:
+        if isinstance(config, dict):
+            config = TransformerConfig(**config)
+        return cls(num_styles=config.num_styles, width=config.width, num_residual_blocks=config.num_residual_blocks)
+
+    @property
+    def num_styles(self) -> int:
+        return self.config.num_styles
+
+    def norms(self) -> list[ConditionalInstanceNorm2d]:
+        """Every conditional instance norm, in forward order."""
+        return [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm2d)]
+
+    def _pad(self, x: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
+        h, w = x.shape[-2:]
+        m = self.size_multiple
+        ph = max(self.min_size, -(-h // m) * m) - h
+        pw = max(self.min_size, -(-w // m) * m) - w
+        if ph == 0 and pw == 0:
+            return x, style
+        # Reflect where the image is large enough, otherwise repeat the edge (1-pixel images).
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+        x = F.pad(x, pad, mode=mode)
+        if style.dim() == 4 and style.shape[-2:] == (h, w):
+            style = F.pad(style, pad, mode="replicate")
+        return x, style
+
+    def forward(self, images: Tensor, style: Tensor) -> Tensor:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        if style.shape[0] != images.shape[0]:
+            raise ValueError(f"{style.shape[0]} style-weight rows for {images.shape[0]} images")
+        h, w = images.shape[-2:]
+        x, style = self._pad(images, style)
+        top = (x.shape[-2] - h) // 2
+        left = (x.shape[-1] - w) // 2
+        for layer in self.encoder:
+            x = F.relu(layer(x, style))
+        for block in self.residuals:
+            x = block(x, style)
+        for layer in self.decoder:
+            x = F.relu(layer(x, style))
+        x = torch.sigmoid(self.output(x, style))
+        return x[..., top : top + h, left : left + w]

@@ -1,0 +1,141 @@
+"""Training from a composed Hydra config: builds the data, module, logger and trainer, then fits.
+
+Everything a run writes goes under its run folder (Hydra's output directory):
+``config.yaml`` (the resolved config), ``checkpoints/`` (``last.ckpt`` and periodic ones),
+the logs (TensorBoard when installed, CSV otherwise) and ``samples/`` (validation photo ×
+style grids as JPEG).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+from torchvision.transforms.functional import to_pil_image
+
+from .data import StyleTransferDataModule
+from .module import StyleTransferModule
+
+__all__ = ["train", "SampleGridWriter", "NonFiniteLossGuard"]
+
+log = logging.getLogger(__name__)
+
+
+class SampleGridWriter(Callback):
+    """Saves a validation grid (photos × styles) as ``samples/step_NNNNNN.jpg`` at each validation.
+
+    The grid shows the first ``num_images`` photos of the first validation batch; it also goes
+    to TensorBoard when that is the logger.
+    """
+
+    def __init__(self, folder: str | os.PathLike, *, num_images: int = 4) -> None:
+        self.folder = Path(folder)
+        self.num_images = num_images
+        self._content: torch.Tensor | None = None
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if batch_idx == 0:
+            self._content = batch[: self.num_images]
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        content, self._content = self._content, None
+        if content is None or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        grid = pl_module.sample_grid(content)
+        experiment = getattr(trainer.logger, "experiment", None)
+        if hasattr(experiment, "add_image"):  # TensorBoard
+            experiment.add_image("samples", grid, trainer.global_step)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"step_{trainer.global_step:06d}.jpg"
+        tmp = path.with_suffix(".tmp.jpg")
+        to_pil_image(grid.clamp(0, 1)).save(tmp, quality=92)
+        os.replace(tmp, path)
+
+
+class NonFiniteLossGuard(Callback):
+    """Stops the run with a clear message when the loss becomes NaN or infinite.
+
+    The last checkpoint on disk is the last good one: the guard stops before anything from
+    the bad step is saved.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not math.isfinite(float(loss)):
+            raise FloatingPointError(
+                f"the training loss became {float(loss)} at step {trainer.global_step}; stopping. "
+                "The last checkpoint is from before this step. Try a lower optim.lr or loss weights."
+            )
+
+
+def _logger(run_dir: Path):
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    try:
+        import tensorboard  # noqa: F401
+
+        return TensorBoardLogger(save_dir=str(run_dir), name="logs", version="", default_hp_metric=False)
+    except ImportError:
+        return CSVLogger(save_dir=str(run_dir), name="logs", version="")
+
+
+def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Run one training job described by ``cfg``, writing everything under ``run_dir``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision("high")
+
+    data: StyleTransferDataModule = instantiate(cfg.data)
+    loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True)
+    module = StyleTransferModule(
+        style_names=data.style_names,
+        width=cfg.model.width,
+        loss=loss_cfg,
+        style_multipliers=data.style_loss_weights,
+        lr=cfg.optim.lr,
+        style_sampling=cfg.optim.style_sampling,
+    )
+    log.info("VGG-16 weights: %s", module.loss.vgg.weights_source)
+    print(f"VGG-16 weights: {module.loss.vgg.weights_source}")
+    print(f"{len(data.style_names)} style(s): {', '.join(data.style_names)}")
+    module.set_style_targets(data.load_style_images())
+
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="step_{step:06d}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=cfg.checkpoint_every,
+        save_top_k=-1 if cfg.keep_all_checkpoints else 1,
+        save_last=True,
+    )
+    callbacks = [checkpoint, SampleGridWriter(run_dir / "samples", num_images=cfg.sample_images), NonFiniteLossGuard()]
+    trainer: L.Trainer = instantiate(cfg.trainer, default_root_dir=str(run_dir), logger=_logger(run_dir), callbacks=callbacks)
+
+    start = time.perf_counter()
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path and ckpt_path != "last" and not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"ckpt_path {ckpt_path} does not exist")
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    elapsed = time.perf_counter() - start
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    last = Path(checkpoint.last_model_path) if checkpoint.last_model_path else None
+    summary = {
+        "run_dir": str(run_dir),
+        "steps": trainer.global_step,
+        "seconds": round(elapsed, 1),
+        "last_checkpoint": str(last) if last else None,
+        "metrics": metrics,
+    }
+    print(f"finished {trainer.global_step} steps in {elapsed:.1f} s; last checkpoint: {summary['last_checkpoint']}")
+    return summary

@@ -1,0 +1,80 @@
+import pytest
+import torch
+from torch import nn
+
+from cin_style import ConditionalInstanceNorm2d, StyleTransformer, one_hot_styles
+
+
+def _counts(net: StyleTransformer) -> tuple[int, int]:
+    conv = sum(m.weight.numel() for m in net.modules() if isinstance(m, nn.Conv2d))
+    affine = sum(m.gamma.numel() + m.beta.numel() for m in net.modules() if isinstance(m, ConditionalInstanceNorm2d))
+    return conv, affine
+
+
+@pytest.mark.parametrize("num_styles", [1, 3, 32])
+def test_parameter_counts_at_width_one(num_styles):
+    net = StyleTransformer(num_styles=num_styles)
+    conv, affine = _counts(net)
+    assert conv == 1_674_432
+    assert affine == 3_206 * num_styles
+    assert all(m.bias is None for m in net.modules() if isinstance(m, nn.Conv2d)), "no conv biases"
+    assert sum(p.numel() for p in net.parameters()) == conv + affine
+
+
+def test_width_multiplier_scales_channels():
+    half = StyleTransformer(num_styles=2, width=0.5)
+    assert half.encoder[0].conv.out_channels == 16 and half.residuals[0].conv1.conv.in_channels == 64
+    assert half.output.conv.out_channels == 3
+    assert _counts(half)[0] < _counts(StyleTransformer(num_styles=2))[0] / 3
+
+
+def test_layout_reflection_padding_and_norm_after_every_conv():
+    net = StyleTransformer(num_styles=2)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.kernel_size[0] for c in convs] == [9, 3, 3] + [3] * 10 + [3, 3, 9]
+    assert [c.stride[0] for c in convs] == [1, 2, 2] + [1] * 10 + [1, 1, 1]
+    assert len(net.norms()) == len(convs) == 16
+    assert sum(isinstance(m, nn.ReflectionPad2d) for m in net.modules()) == 16
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5, 3), (17, 31), (33, 64), (65, 47)])
+def test_keeps_any_size_and_stays_in_unit_range(size):
+    torch.manual_seed(0)
+    net = StyleTransformer(num_styles=2, width=0.25)
+    with torch.no_grad():
+        for norm in net.norms():  # make the output non-trivial: scale it far beyond [0, 1]
+            norm.gamma.mul_(5)
+        x = torch.rand(2, 3, *size)
+        y = net(x, one_hot_styles([0, 1], 2))
+    assert y.shape == x.shape
+    assert y.min() >= 0 and y.max() <= 1
+
+
+def test_blend_endpoints_equal_pure_styles():
+    torch.manual_seed(0)
+    net = StyleTransformer(num_styles=3, width=0.25)
+    with torch.no_grad():
+        for norm in net.norms():
+            norm.gamma.normal_(1, 0.3)
+            norm.beta.normal_(0, 0.3)
+        x = torch.rand(1, 3, 24, 20)
+        pure = net(x, one_hot_styles([1], 3))
+        assert torch.equal(net(x, torch.tensor([[0.0, 1.0, 0.0]])), pure)
+        assert not torch.allclose(net(x, one_hot_styles([0], 3)), pure, atol=1e-3)
+
+
+def test_spatial_style_map_at_input_resolution():
+    torch.manual_seed(0)
+    net = StyleTransformer(num_styles=2, width=0.25)
+    x = torch.rand(1, 3, 30, 26)  # padded inside to 32x28: the map is padded with it
+    w = torch.tensor([[0.3, 0.7]])
+    with torch.no_grad():
+        assert torch.allclose(net(x, w[:, :, None, None].expand(1, 2, 30, 26)), net(x, w), atol=1e-6)
+
+
+def test_rejects_bad_inputs():
+    net = StyleTransformer(num_styles=2, width=0.25)
+    with pytest.raises(ValueError, match="images must be"):
+        net(torch.rand(1, 4, 8, 8), one_hot_styles([0], 2))
+    with pytest.raises(ValueError, match="style-weight rows"):
+        net(torch.rand(2, 3, 8, 8), one_hot_styles([0], 2))
