@@ -35,6 +35,11 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def fast_overrides() -> list[str]:
+    return list(FAST)
+
+
+@pytest.fixture(scope="session")
 def compose_config():
     """compose_config(*overrides) -> DictConfig: the real `train` config with FAST overrides."""
 

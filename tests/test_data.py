@@ -1,0 +1,64 @@
+import shutil
+
+import pytest
+import torch
+
+from cin_style.data import ContentImages, StyleTransferDataModule, find_images, load_style_specs
+
+
+def test_content_crops_flips_and_fixed_validation(data_root):
+    data = StyleTransferDataModule(
+        content_dir=str(data_root / "content" / "train"),
+        val_dir=str(data_root / "content" / "val"),
+        style_dir=str(data_root / "styles"),
+        image_size=48,
+        batch_size=3,
+        num_val=2,
+    )
+    data.setup()
+    batch = next(iter(data.train_dataloader()))
+    assert batch.shape == (3, 3, 48, 48) and batch.dtype == torch.float32
+    assert 0 <= batch.min() and batch.max() <= 1
+    val1, val2 = next(iter(data.val_dataloader())), next(iter(data.val_dataloader()))
+    assert val1.shape == (2, 3, 48, 48) and torch.equal(val1, val2)
+    assert [p.name for p in data.val_set.files] == ["kodim01.jpg", "kodim02.jpg"]
+
+
+def test_broken_files_are_skipped_with_a_warning(data_root, tmp_path):
+    good = find_images(data_root / "content" / "train")[:3]
+    for p in good:
+        shutil.copy(p, tmp_path / p.name)
+    (tmp_path / "notes.jpg").write_text("not an image")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good[0].read_bytes()[:2000])
+    data = StyleTransferDataModule(content_dir=str(tmp_path), styles=[{"path": str(data_root / "styles" / "durer_lion.jpg")}], image_size=32, batch_size=2)
+    with pytest.warns(UserWarning, match="notes.jpg"):
+        data.setup()
+    assert len(data.train_set) == 4  # the header-readable truncated file is caught when decoded
+    with pytest.warns(UserWarning, match="truncated.jpg"):
+        items = [data.train_set[i] for i in range(len(data.train_set))]
+    assert all(item.shape == (3, 32, 32) for item in items)
+
+
+def test_style_specs(data_root):
+    lion = data_root / "styles" / "durer_lion.jpg"
+    specs = load_style_specs([{"name": "lion", "path": str(lion), "weight": 2}, {"path": str(lion)}])
+    assert [(s.name, s.weight) for s in specs] == [("lion", 2.0), ("durer_lion", 1.0)]
+    with pytest.raises(ValueError, match="duplicate"):
+        load_style_specs([{"path": str(lion)}, {"path": str(lion)}])
+    with pytest.raises(FileNotFoundError, match="missing.jpg"):
+        load_style_specs([{"path": str(data_root / "missing.jpg")}])
+    with pytest.raises(ValueError, match="no styles"):
+        load_style_specs([], None)
+
+
+def test_style_images_loaded_at_style_size(data_root):
+    data = StyleTransferDataModule(content_dir=str(data_root / "content" / "train"), style_dir=str(data_root / "styles"), style_size=100)
+    images = data.load_style_images()
+    assert len(images) == len(data.style_names) == 20
+    assert all(min(im.shape[1:]) == 100 for im in images)
+
+
+def test_empty_content_is_an_error():
+    with pytest.raises(ValueError):
+        ContentImages([], image_size=16, train=True)
