@@ -4,6 +4,7 @@ Conditional instance normalization (Dumoulin, Shlens & Kudlur, ICLR 2017) traine
 perceptual losses (Johnson, Alahi & Fei-Fei, ECCV 2016).
 """
 
+from .api import StyleModel
 from .loss import PerceptualLoss, gram_matrix
 from .model import ConditionalInstanceNorm2d, StyleTransformer, TransformerConfig, one_hot_styles
 from .vgg import VGG16Features, VGGWeightsError, resolve_vgg16_weights
@@ -13,6 +14,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConditionalInstanceNorm2d",
     "PerceptualLoss",
+    "StyleModel",
     "StyleTransformer",
     "TransformerConfig",
     "VGG16Features",

@@ -2,26 +2,41 @@
 
 ``cin-style train [HYDRA OVERRIDES...]`` composes the config in ``cin_style.conf`` (the
 repository's ``conf/`` folder) with Hydra, so every key can be overridden and ``-m`` runs
-sweeps. The command parses arguments and calls the library; it holds no training logic.
+sweeps. The other commands use trained networks. The command line parses arguments and
+calls the library; errors the user can fix are one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
 
 USAGE = """usage: cin-style COMMAND [ARGS...]
 
 commands:
   train     train one network on N styles (Hydra overrides, e.g. experiment=smoke)
-            cin-style train experiment=smoke
-            cin-style train experiment=paintings trainer.max_steps=200 data.batch_size=4
-            cin-style train -m experiment=smoke loss.style_weight=0.5,2
-            cin-style train --help   (Hydra's help: config groups and options)
+  export    turn a training checkpoint into a standalone .safetensors model file
+  styles    list a model's styles
+  stylize   stylize photos or folders with a style or a blend of styles
+  blend     the CIN paper's interpolation grid between 2, 3 or 4 styles
+  video     stylize a video file
+
+examples:
+  cin-style train experiment=smoke
+  cin-style train experiment=paintings trainer.max_steps=200 data.batch_size=4
+  cin-style export outputs/smoke/.../checkpoints/last.ckpt -o smoke.safetensors
+  cin-style stylize -m smoke.safetensors photo.jpg -s "great_wave=0.7,starry_night=0.3" -o out.jpg
 
 Run 'cin-style COMMAND --help' for a command's options.
 """
 
 CONFIG_PACKAGE = "cin_style.conf"
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A problem to report in one line, without a traceback."""
 
 
 def _train(argv: list[str]) -> int:
@@ -40,7 +55,187 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": _train}
+def _load_model(args):
+    from .api import StyleModel
+
+    return StyleModel.load(args.model, device=args.device)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _export(args) -> int:
+    from .modelfile import read_model, write_model
+
+    loaded = read_model(args.checkpoint)
+    out = write_model(args.output, loaded.transformer, loaded.styles, training=loaded.training, credits=loaded.credits, half=args.half)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {len(loaded.styles)} styles)")
+    return 0
+
+
+def _styles(args) -> int:
+    from .modelfile import read_model
+
+    for name in read_model(args.model).styles:
+        print(name)
+    return 0
+
+
+def _check_output(path: Path, *, folder: bool) -> None:
+    from .images import OUTPUT_FORMATS
+
+    if folder:
+        if path.suffix.lower() in OUTPUT_FORMATS:
+            raise CommandError(f"{path}: several outputs need a folder, not an image file name")
+        if path.exists() and not path.is_dir():
+            raise CommandError(f"{path}: exists and is not a folder")
+    elif path.suffix.lower() not in OUTPUT_FORMATS:
+        raise CommandError(f"{path}: the output's suffix must name an image format ({', '.join(sorted(OUTPUT_FORMATS))})")
+
+
+def _collect_inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
+    """(input file, output path relative to the output folder) for every image."""
+    from .data import find_images
+
+    pairs = []
+    for item in inputs:
+        if item.is_dir():
+            pairs += [(f, f.relative_to(item)) for f in find_images(item)]
+        elif item.exists():
+            pairs.append((item, Path(item.name)))
+        else:
+            raise CommandError(f"{item}: no such file or folder")
+    return pairs
+
+
+def _stylize(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .images import ImageLoadError, load_image, save_image
+
+    if not args.all_styles and args.style is None:
+        raise CommandError("give a style with -s/--style NAME or a blend like -s 'a=0.7,b=0.3', or --all-styles")
+    output = Path(args.output)
+    pairs = _collect_inputs([Path(p) for p in args.inputs])
+    folder_mode = len(pairs) != 1 or any(Path(p).is_dir() for p in args.inputs)
+    _check_output(output, folder=folder_mode)
+    model = _load_model(args)
+    if args.style is not None:
+        model.weights(args.style)  # a bad style is reported before any image is read
+
+    def one(src: Path, dst: Path) -> None:
+        photo = load_image(src)
+        if args.all_styles:
+            image = model.style_sheet(photo, size=args.size)
+        else:
+            image = model.stylize(photo, style=args.style, size=args.size)
+        save_image(image, dst, quality=args.quality)
+
+    if not folder_mode:
+        src, _ = pairs[0]
+        one(src, output)
+        print(f"wrote {output}")
+        return 0
+
+    failures: list[str] = []
+    for src, rel in tqdm(pairs, unit="image", desc="stylize"):
+        try:
+            one(src, output / rel)
+        except (ImageLoadError, OSError, ValueError) as err:
+            failures.append(str(err) if str(src) in str(err) else f"{src}: {err}")
+    print(f"wrote {len(pairs) - len(failures)} of {len(pairs)} images to {output}")
+    if failures:
+        print(f"{len(failures)} failed:", file=sys.stderr)
+        for line in failures:
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def _blend(args) -> int:
+    from .images import load_image, save_image
+
+    names = [s.strip() for s in args.style.split(",") if s.strip()]
+    if not 2 <= len(names) <= 4:
+        raise CommandError(f"blend takes 2, 3 or 4 styles separated by commas, got {len(names)}")
+    _check_output(Path(args.output), folder=False)
+    model = _load_model(args)
+    for name in names:
+        model.weights(name)
+    grid = model.blend_grid(load_image(args.input), names, steps=args.steps, size=args.size)
+    save_image(grid, args.output, quality=args.quality)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _video(args) -> int:
+    from .video import stylize_video
+
+    model = _load_model(args)
+    model.weights(args.style)
+    if args.to_style is not None:
+        model.weights(args.to_style)
+    if not Path(args.input).is_file():
+        raise CommandError(f"{args.input}: no such file")
+    stats = stylize_video(model, args.input, args.output, args.style, to_style=args.to_style, batch_size=args.batch_size)
+    print(f"wrote {args.output}: {stats.frames} frames at {stats.width}x{stats.height}, {float(stats.rate):.3g} fps; stylized at {stats.fps:.1f} frames/s on {model.device}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cin-style", description="Multi-style neural style transfer.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_model(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-m", "--model", required=True, help="model file (.safetensors) or training checkpoint (.ckpt)")
+        p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+
+    p = sub.add_parser("export", help="checkpoint -> standalone .safetensors model")
+    p.add_argument("checkpoint", help="a training checkpoint (.ckpt) or model file")
+    p.add_argument("-o", "--output", required=True, help="the model file to write (.safetensors)")
+    p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("styles", help="list a model's styles, one per line")
+    p.add_argument("model", help="model file or checkpoint")
+    p.set_defaults(func=_styles)
+
+    p = sub.add_parser("stylize", help="stylize images or folders")
+    with_model(p)
+    p.add_argument("inputs", nargs="+", help="image files and/or folders (folders are searched recursively)")
+    p.add_argument("-s", "--style", help="a style name or index, or a blend: 'starry_night=0.7,great_wave=0.3'")
+    p.add_argument("--all-styles", action="store_true", help="one image per style, as a captioned contact sheet")
+    p.add_argument("-o", "--output", required=True, help="output image (one input) or folder (several, or a folder)")
+    p.add_argument("--size", type=_positive, default=None, help="shrink so that the longer side is at most N pixels")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    p.set_defaults(func=_stylize)
+
+    p = sub.add_parser("blend", help="interpolation grid between 2, 3 or 4 styles")
+    with_model(p)
+    p.add_argument("input", help="a photo")
+    p.add_argument("-s", "--style", required=True, help="2 to 4 style names separated by commas: a,b,c,d")
+    p.add_argument("--steps", type=_positive, default=5, help="images per side (default 5)")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--size", type=_positive, default=256, help="longer side of each cell (default 256)")
+    p.add_argument("--quality", type=int, default=95)
+    p.set_defaults(func=_blend)
+
+    p = sub.add_parser("video", help="stylize a video file (frame rate and size kept, audio dropped)")
+    with_model(p)
+    p.add_argument("input", help="a video file")
+    p.add_argument("-s", "--style", required=True, help="a style or blend, as for stylize")
+    p.add_argument("--to-style", default=None, help="blend linearly from --style to this style over the clip")
+    p.add_argument("-o", "--output", required=True, help="the video to write (.mp4, .mkv, .mov, ...)")
+    p.add_argument("--batch-size", type=_positive, default=8)
+    p.set_defaults(func=_video)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,11 +243,24 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
-    command, rest = argv[0], argv[1:]
-    if command not in COMMANDS:
-        print(f"cin-style: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
-        return 2
-    return COMMANDS[command](rest)
+    if argv[0] == "train":
+        return _train(argv[1:])
+    if argv[0] not in ("export", "styles", "stylize", "blend", "video"):
+        print(f"cin-style: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
+        return EXIT_USAGE
+    args = _parser().parse_args(argv)
+    from .images import ImageLoadError
+    from .modelfile import ModelFileError
+    from .styles import StyleError
+
+    try:
+        return args.func(args)
+    except (CommandError, ModelFileError, StyleError, ImageLoadError, FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"cin-style {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"cin-style {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

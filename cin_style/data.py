@@ -23,42 +23,20 @@ from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from .images import ImageLoadError, load_image
+
 __all__ = [
     "IMAGE_SUFFIXES",
-    "ImageLoadError",
     "StyleSpec",
     "ContentImages",
     "StyleTransferDataModule",
     "find_images",
-    "load_image",
     "load_style_specs",
 ]
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-
-
-class ImageLoadError(ValueError):
-    """An image file could not be read; the message names the file and the reason."""
-
-
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image as RGB with its EXIF orientation applied; raise ImageLoadError if unusable."""
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                # Composite transparency on white rather than on whatever the hidden pixels hold.
-                rgba = im.convert("RGBA")
-                canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                return Image.alpha_composite(canvas, rgba).convert("RGB")
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise ImageLoadError(f"{path}: no such file") from None
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as err:
-        raise ImageLoadError(f"{path}: cannot read image ({err})") from None
 
 
 def find_images(folder: str | os.PathLike) -> list[Path]:

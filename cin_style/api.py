@@ -1,0 +1,150 @@
+"""The Python API for trained networks: ``StyleModel.load(path).stylize(image, style=...)``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from .images import limit_longer_side, load_image, to_pil, to_tensor
+from .model import StyleTransformer
+from .modelfile import read_model, write_model
+from .sheets import contact_sheet, interpolation_weights
+from .styles import StyleSpec, style_weights
+
+__all__ = ["StyleModel"]
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class StyleModel:
+    """A trained N-style network with its style names, ready to stylize.
+
+    ``stylize`` takes a path, a PIL image, a numpy array (H, W, 3), a tensor (3, H, W) or
+    (B, 3, H, W) in [0, 1], or a list of these, and returns the same kind: a path or PIL image
+    gives a PIL image, an array an array of the input's dtype, a tensor a tensor.
+    """
+
+    def __init__(
+        self,
+        transformer: StyleTransformer,
+        styles: Sequence[str],
+        *,
+        training: dict[str, Any] | None = None,
+        credits: list[dict[str, Any]] | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if len(styles) != transformer.num_styles:
+            raise ValueError(f"{len(styles)} style names for a network with {transformer.num_styles} styles")
+        self.styles = list(styles)
+        self.training = dict(training or {})
+        self.credits = credits
+        self.device = torch.device(device) if device is not None else _default_device()
+        self.transformer = transformer.to(self.device).eval()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, device: str | torch.device | None = None) -> StyleModel:
+        """Load a ``.safetensors`` model file (or a Lightning ``.ckpt``, read with weights_only)."""
+        loaded = read_model(path)
+        return cls(loaded.transformer, loaded.styles, training=loaded.training, credits=loaded.credits, device=device)
+
+    def save(self, path: str | os.PathLike, *, half: bool = False) -> Path:
+        return write_model(path, self.transformer, self.styles, training=self.training, credits=self.credits, half=half)
+
+    def __repr__(self) -> str:
+        return f"StyleModel({len(self.styles)} styles: {', '.join(self.styles[:5])}{', ...' if len(self.styles) > 5 else ''}; device={self.device})"
+
+    def weights(self, style: StyleSpec) -> Tensor:
+        """The normalized blend weights (N,) for a style name, index or mix."""
+        return style_weights(style, self.styles)
+
+    @torch.inference_mode()
+    def stylize_tensor(self, batch: Tensor, weights: Tensor) -> Tensor:
+        """Stylize a batch (B, 3, H, W) in [0, 1] with weights (N,), (B, N) or per-pixel maps."""
+        batch = batch.to(self.device, torch.float32)
+        w = weights.to(self.device)
+        w = w.unsqueeze(0).expand(batch.shape[0], *w.shape) if w.dim() in (1, 3) else w
+        return self.transformer(batch, w)
+
+    def stylize(self, images: Any, style: StyleSpec, *, size: int | None = None) -> Any:
+        """Stylize one image or a list of images with a style or a blend of styles.
+
+        ``size`` limits the longer side (the image is shrunk first; the output has the shrunk size).
+        """
+        weights = self.weights(style)  # validated once per call, before any work
+        if isinstance(images, list):
+            return [self._stylize_one(im, weights, size) for im in images]
+        return self._stylize_one(images, weights, size)
+
+    def _stylize_one(self, image: Any, weights: Tensor, size: int | None) -> Any:
+        if isinstance(image, (str, os.PathLike)):
+            image = load_image(image)
+        if isinstance(image, Image.Image):
+            image = limit_longer_side(image.convert("RGB"), size)
+            return to_pil(self.stylize_tensor(to_tensor(image)[None], weights)[0])
+        if isinstance(image, np.ndarray):
+            return self._stylize_array(image, weights, size)
+        if isinstance(image, Tensor):
+            if image.dim() not in (3, 4) or image.shape[-3] != 3:
+                raise ValueError(f"a tensor image must be (3, H, W) or (B, 3, H, W), got {tuple(image.shape)}")
+            batch = image[None] if image.dim() == 3 else image
+            if size is not None and max(batch.shape[-2:]) > size:
+                scale = size / max(batch.shape[-2:])
+                new = [max(1, round(batch.shape[-2] * scale)), max(1, round(batch.shape[-1] * scale))]
+                batch = torch.nn.functional.interpolate(batch.float(), size=new, mode="bilinear", antialias=True, align_corners=False)
+            out = self.stylize_tensor(batch, weights).to(image.device, image.dtype if image.is_floating_point() else torch.float32)
+            return out[0] if image.dim() == 3 else out
+        raise TypeError(f"cannot stylize a {type(image).__name__}: give a path, PIL image, numpy array or tensor")
+
+    def _stylize_array(self, array: np.ndarray, weights: Tensor, size: int | None) -> np.ndarray:
+        if array.ndim == 2:
+            array = np.repeat(array[..., None], 3, axis=2)
+        if array.ndim != 3 or array.shape[2] not in (3, 4):
+            raise ValueError(f"a numpy image must be (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
+        array = array[..., :3]
+        if array.dtype == np.uint8:
+            out = self._stylize_one(Image.fromarray(array, "RGB"), weights, size)
+            return np.asarray(out)
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)
+        out = self._stylize_one(tensor, weights, size)
+        return out.permute(1, 2, 0).cpu().numpy().astype(array.dtype)
+
+    def style_sheet(self, image: Any, *, size: int | None = None) -> Image.Image:
+        """The photo followed by one image per style, captioned, as one contact sheet."""
+        photo = limit_longer_side(load_image(image) if isinstance(image, (str, os.PathLike)) else image, size)
+        x = to_tensor(photo)[None]
+        outs = [photo] + [to_pil(self.stylize_tensor(x, self.weights(i))[0]) for i in range(len(self.styles))]
+        ncols = min(len(outs), max(2, round(len(outs) ** 0.5 * 1.5)))
+        rows = [outs[i : i + ncols] for i in range(0, len(outs), ncols)]
+        names = ["photo", *self.styles]
+        labels = [names[i : i + ncols] for i in range(0, len(names), ncols)]
+        return contact_sheet(rows, labels=labels)
+
+    def blend_grid(self, image: Any, styles: Sequence[str | int], *, steps: int = 5, size: int | None = None) -> Image.Image:
+        """Interpolate between 2, 3 or 4 styles (a strip, a triangle or the CIN paper's 2-D grid)."""
+        indices = [int(torch.argmax(self.weights(s))) for s in styles]
+        if len(set(indices)) != len(indices):
+            raise ValueError("give each style once")
+        photo = limit_longer_side(load_image(image) if isinstance(image, (str, os.PathLike)) else image, size)
+        x = to_tensor(photo)[None]
+        rows = []
+        for row in interpolation_weights(len(indices), steps):
+            cells = []
+            for cell in row:
+                if cell is None:
+                    cells.append(None)
+                    continue
+                w = torch.zeros(len(self.styles))
+                for i, value in zip(indices, cell):
+                    w[i] = value
+                cells.append(to_pil(self.stylize_tensor(x, w)[0]))
+            rows.append(cells)
+        return contact_sheet(rows)

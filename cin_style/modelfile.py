@@ -1,0 +1,179 @@
+"""Standalone model files: safetensors weights plus JSON metadata, never a pickle.
+
+Layout of a ``.safetensors`` model file:
+
+* tensors: the :class:`StyleTransformer` state dict (``encoder.0.conv.weight``, ...,
+  ``*.norm.gamma`` / ``*.norm.beta`` tables of shape (num_styles, C)), float32 or float16;
+* metadata (string to string, as safetensors requires):
+
+  ``format``          ``"cin-style"``
+  ``format_version``  ``"1"``
+  ``architecture``    JSON of :class:`TransformerConfig` (``num_styles``, ``width``, ``num_residual_blocks``)
+  ``styles``          JSON list of style names, in the order of the gamma/beta rows
+  ``training``        JSON summary of how the network was trained (steps, loss weights, ...)
+  ``credits``         optional JSON list, one object per style (title, artist, year, licence)
+
+Lightning checkpoints (``.ckpt``) are read as well, always with ``torch.load(weights_only=True)``
+so that a crafted file cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .model import StyleTransformer, TransformerConfig
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "LoadedModel", "read_model", "write_model"]
+
+FORMAT = "cin-style"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, unreadable, unsafe or inconsistent; the message says which."""
+
+
+@dataclass
+class LoadedModel:
+    transformer: StyleTransformer
+    styles: list[str]
+    training: dict[str, Any] = field(default_factory=dict)
+    credits: list[dict[str, Any]] | None = None
+
+
+def write_model(
+    path: str | os.PathLike,
+    transformer: StyleTransformer,
+    styles: list[str],
+    *,
+    training: dict[str, Any] | None = None,
+    credits: list[dict[str, Any]] | None = None,
+    half: bool = False,
+) -> Path:
+    """Write a model file atomically: a crash mid-write leaves any previous file intact."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if len(styles) != transformer.num_styles:
+        raise ValueError(f"{len(styles)} style names for a network with {transformer.num_styles} styles")
+    if credits is not None and len(credits) != len(styles):
+        raise ValueError(f"{len(credits)} credits for {len(styles)} styles")
+    dtype = torch.float16 if half else torch.float32
+    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in transformer.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "architecture": json.dumps(transformer.config.to_dict()),
+        "styles": json.dumps(list(styles)),
+        "training": json.dumps(training or {}),
+    }
+    if credits is not None:
+        metadata["credits"] = json.dumps(credits)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _read_safetensors(path: Path) -> LoadedModel:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({err})") from None
+    if meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a cin-style model (metadata format={meta.get('format')!r})")
+    try:
+        version = int(meta.get("format_version", "?"))
+    except ValueError:
+        raise ModelFileError(f"{path}: bad format_version {meta.get('format_version')!r}") from None
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model format version {version} is newer than this cin-style understands ({FORMAT_VERSION}); upgrade cin-style"
+        )
+    try:
+        config = TransformerConfig(**json.loads(meta["architecture"]))
+        styles = json.loads(meta["styles"])
+        training = json.loads(meta.get("training", "{}"))
+        credits = json.loads(meta["credits"]) if "credits" in meta else None
+    except (KeyError, TypeError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{path}: broken metadata ({type(err).__name__}: {err})") from None
+    if not isinstance(styles, list) or len(styles) != config.num_styles:
+        raise ModelFileError(f"{path}: metadata lists {len(styles) if isinstance(styles, list) else '?'} styles, architecture says {config.num_styles}")
+    return _build(path, config, styles, tensors, training, credits)
+
+
+def _read_checkpoint(path: Path) -> LoadedModel:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0][:200]
+        raise ModelFileError(f"{path}: refused: the checkpoint holds objects other than tensors and plain data ({first})") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as err:
+        raise ModelFileError(f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise ModelFileError(f"{path}: not a cin-style Lightning checkpoint (no state_dict/hyper_parameters)")
+    hp = ckpt["hyper_parameters"]
+    styles = list(hp.get("style_names", []))
+    config = TransformerConfig(num_styles=len(styles), width=float(hp.get("width", 1.0)))
+    tensors = {k[len("transformer.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("transformer.")}
+    loss = hp.get("loss") or {}
+    training = {
+        "steps": int(ckpt.get("global_step", 0)),
+        "lr": hp.get("lr"),
+        **{k: loss[k] for k in ("content_weight", "style_weight", "tv_weight", "content_layers", "style_layers") if k in loss},
+    }
+    return _build(path, config, styles, tensors, training, None)
+
+
+def _build(path: Path, config: TransformerConfig, styles: list, tensors: dict[str, Tensor], training: dict, credits) -> LoadedModel:
+    if config.num_styles < 1:
+        raise ModelFileError(f"{path}: the model has no styles")
+    transformer = StyleTransformer.from_config(config)
+    expected = transformer.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(tensors) if tensors[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensor(s), e.g. {missing[0]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensor(s), e.g. {unexpected[0]}")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{k} has shape {tuple(tensors[k].shape)}, the architecture needs {tuple(expected[k].shape)}")
+        raise ModelFileError(f"{path}: tensors do not match the metadata: {'; '.join(parts)}")
+    transformer.load_state_dict({k: v.float() for k, v in tensors.items()})
+    return LoadedModel(transformer.eval(), [str(s) for s in styles], training, credits)
+
+
+def read_model(path: str | os.PathLike) -> LoadedModel:
+    """Read a ``.safetensors`` model file or a Lightning ``.ckpt``; raise ModelFileError if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    # A zip (torch.save) or a raw pickle is a checkpoint; anything else must be safetensors.
+    if path.suffix == ".ckpt" or head[:2] == b"PK" or head[:1] == b"\x80":
+        return _read_checkpoint(path)
+    return _read_safetensors(path)

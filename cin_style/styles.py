@@ -1,0 +1,99 @@
+"""Choosing and mixing styles: names, indices and weights turned into one convex weight vector.
+
+The CIN paper blends styles by a convex combination of their gamma/beta rows; this module
+only decides the combination. A style is given as
+
+* a name (``"great_wave"``) or an index (``0``);
+* a mapping of names (or indices) to weights (``{"starry_night": 0.7, "great_wave": 0.3}``);
+* the command-line form ``"starry_night=0.7,great_wave=0.3"`` (a bare name means weight 1).
+
+Weights are normalized to sum to 1. Unknown names, negative or non-finite weights, all-zero
+mixes and names given twice are errors that list the known names.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["StyleError", "StyleSpec", "parse_style_string", "style_weights"]
+
+StyleSpec = str | int | Mapping[str | int, float]
+
+
+class StyleError(ValueError):
+    """A style selection that cannot be used; the message lists the known styles."""
+
+
+def _known(names: Sequence[str]) -> str:
+    return "known styles: " + ", ".join(names)
+
+
+def parse_style_string(text: str) -> dict[str, float]:
+    """``"a=0.7,b=0.3"`` -> ``{"a": 0.7, "b": 0.3}``; ``"a"`` -> ``{"a": 1.0}``."""
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            raise StyleError(f"empty entry in style {text!r}")
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not name:
+            raise StyleError(f"missing style name in {part!r}")
+        try:
+            weight = float(value) if sep else 1.0
+        except ValueError:
+            raise StyleError(f"weight of {name!r} is not a number: {value.strip()!r}") from None
+        if name in out:
+            raise StyleError(f"style {name!r} is given twice in {text!r}")
+        out[name] = weight
+    return out
+
+
+def _index(key: str | int, names: Sequence[str]) -> int:
+    if isinstance(key, bool):
+        raise StyleError(f"not a style: {key!r}; {_known(names)}")
+    if isinstance(key, int):
+        if not 0 <= key < len(names):
+            raise StyleError(f"style index {key} is out of range 0..{len(names) - 1}; {_known(names)}")
+        return key
+    if key in names:
+        return list(names).index(key)
+    if isinstance(key, str) and key.isdigit() and int(key) < len(names):
+        return int(key)
+    raise StyleError(f"unknown style {key!r}; {_known(names)}")
+
+
+def style_weights(style: StyleSpec, names: Sequence[str]) -> Tensor:
+    """A float32 vector (N,) of non-negative weights summing to 1."""
+    if isinstance(style, str) and ("=" in style or "," in style):
+        style = parse_style_string(style)
+    if isinstance(style, (str, int)):
+        style = {style: 1.0}
+    if not isinstance(style, Mapping):
+        raise StyleError(f"a style is a name, an index or a mapping of names to weights, not {type(style).__name__}; {_known(names)}")
+    if not style:
+        raise StyleError(f"no style given; {_known(names)}")
+    weights = torch.zeros(len(names), dtype=torch.float64)
+    seen: set[int] = set()
+    for key, value in style.items():
+        i = _index(key, names)
+        if i in seen:
+            raise StyleError(f"style {names[i]!r} is given twice")
+        seen.add(i)
+        try:
+            w = float(value)
+        except (TypeError, ValueError):
+            raise StyleError(f"weight of {names[i]!r} is not a number: {value!r}") from None
+        if not math.isfinite(w):
+            raise StyleError(f"weight of {names[i]!r} is not finite: {w}")
+        if w < 0:
+            raise StyleError(f"weight of {names[i]!r} is negative: {w}")
+        weights[i] = w
+    total = weights.sum()
+    if total <= 0:
+        raise StyleError(f"the style weights are all zero; {_known(names)}")
+    return (weights / total).float()
