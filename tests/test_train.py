@@ -61,6 +61,16 @@ def test_smoke_experiment_trains_end_to_end(tmp_path, data_root):
     print(f"fixed-batch total loss: untrained {before:.3f}, after 80 steps {after:.3f}")
     assert after <= 0.7 * before
 
+    # The real checkpoint exports to a model file that stylizes bit-identically.
+    run_cli("export", str(run / "checkpoints" / "last.ckpt"), "-o", str(tmp_path / "smoke.safetensors"), cwd=tmp_path)
+    from cin_style import StyleModel
+
+    exported = StyleModel.load(tmp_path / "smoke.safetensors", device="cpu")
+    assert exported.styles == ["great_wave", "starry_night"] and exported.training["steps"] == 80
+    w = torch.tensor([[0.25, 0.75]]).expand(batch.shape[0], 2)
+    with torch.no_grad():
+        assert torch.equal(exported.stylize_tensor(batch, w), trained.transformer(batch, w))
+
 
 def test_resume_continues_at_the_right_step(tmp_path, data_root, fast_overrides):
     run = tmp_path / "run"
