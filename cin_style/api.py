@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .images import limit_longer_side, load_image, to_pil, to_tensor
+from .images import fit_longer_side, limit_longer_side, load_image, to_pil, to_tensor
 from .model import StyleTransformer
 from .modelfile import read_model, write_model
 from .sheets import contact_sheet, interpolation_weights
@@ -96,9 +96,8 @@ class StyleModel:
             if image.dim() not in (3, 4) or image.shape[-3] != 3:
                 raise ValueError(f"a tensor image must be (3, H, W) or (B, 3, H, W), got {tuple(image.shape)}")
             batch = image[None] if image.dim() == 3 else image
-            if size is not None and max(batch.shape[-2:]) > size:
-                scale = size / max(batch.shape[-2:])
-                new = [max(1, round(batch.shape[-2] * scale)), max(1, round(batch.shape[-1] * scale))]
+            new = fit_longer_side(batch.shape[-2], batch.shape[-1], size)
+            if new != tuple(batch.shape[-2:]):
                 batch = torch.nn.functional.interpolate(batch.float(), size=new, mode="bilinear", antialias=True, align_corners=False)
             out = self.stylize_tensor(batch, weights).to(image.device, image.dtype if image.is_floating_point() else torch.float32)
             return out[0] if image.dim() == 3 else out
@@ -117,9 +116,14 @@ class StyleModel:
         out = self._stylize_one(tensor, weights, size)
         return out.permute(1, 2, 0).cpu().numpy().astype(array.dtype)
 
-    def style_sheet(self, image: Any, *, size: int | None = None) -> Image.Image:
+    @staticmethod
+    def _photo(image: str | os.PathLike | Image.Image, size: int | None) -> Image.Image:
+        photo = load_image(image) if isinstance(image, (str, os.PathLike)) else image.convert("RGB")
+        return limit_longer_side(photo, size)
+
+    def style_sheet(self, image: str | os.PathLike | Image.Image, *, size: int | None = None) -> Image.Image:
         """The photo followed by one image per style, captioned, as one contact sheet."""
-        photo = limit_longer_side(load_image(image) if isinstance(image, (str, os.PathLike)) else image, size)
+        photo = self._photo(image, size)
         x = to_tensor(photo)[None]
         outs = [photo] + [to_pil(self.stylize_tensor(x, self.weights(i))[0]) for i in range(len(self.styles))]
         ncols = min(len(outs), max(2, round(len(outs) ** 0.5 * 1.5)))
@@ -128,13 +132,18 @@ class StyleModel:
         labels = [names[i : i + ncols] for i in range(0, len(names), ncols)]
         return contact_sheet(rows, labels=labels)
 
-    def blend_grid(self, image: Any, styles: Sequence[str | int], *, steps: int = 5, size: int | None = None) -> Image.Image:
-        """Interpolate between 2, 3 or 4 styles (a strip, a triangle or the CIN paper's 2-D grid)."""
+    def blend_grid(
+        self, image: str | os.PathLike | Image.Image, styles: Sequence[str | int], *, steps: int = 5, size: int | None = None
+    ) -> Image.Image:
+        """Interpolate between 2, 3 or 4 styles (a strip, a triangle or the CIN paper's 2-D grid).
+
+        The styles are checked before the photo is read.
+        """
         indices = [int(torch.argmax(self.weights(s))) for s in styles]
         if len(set(indices)) != len(indices):
             raise ValueError("give each style once")
-        photo = limit_longer_side(load_image(image) if isinstance(image, (str, os.PathLike)) else image, size)
-        x = to_tensor(photo)[None]
+        interpolation_weights(len(indices), steps)  # checks the style count and steps
+        x = to_tensor(self._photo(image, size))[None]
         rows = []
         for row in interpolation_weights(len(indices), steps):
             cells = []

@@ -160,16 +160,13 @@ def _stylize(args) -> int:
 
 
 def _blend(args) -> int:
-    from .images import load_image, save_image
+    from .images import save_image
 
     names = [s.strip() for s in args.style.split(",") if s.strip()]
     if not 2 <= len(names) <= 4:
         raise CommandError(f"blend takes 2, 3 or 4 styles separated by commas, got {len(names)}")
     _check_output(Path(args.output), folder=False)
-    model = _load_model(args)
-    for name in names:
-        model.weights(name)
-    grid = model.blend_grid(load_image(args.input), names, steps=args.steps, size=args.size)
+    grid = _load_model(args).blend_grid(args.input, names, steps=args.steps, size=args.size)
     save_image(grid, args.output, quality=args.quality)
     print(f"wrote {args.output}")
     return 0
@@ -178,12 +175,9 @@ def _blend(args) -> int:
 def _video(args) -> int:
     from .video import stylize_video
 
-    model = _load_model(args)
-    model.weights(args.style)
-    if args.to_style is not None:
-        model.weights(args.to_style)
     if not Path(args.input).is_file():
         raise CommandError(f"{args.input}: no such file")
+    model = _load_model(args)
     stats = stylize_video(model, args.input, args.output, args.style, to_style=args.to_style, batch_size=args.batch_size)
     print(f"wrote {args.output}: {stats.frames} frames at {stats.width}x{stats.height}, {float(stats.rate):.3g} fps; stylized at {stats.fps:.1f} frames/s on {model.device}")
     return 0

@@ -9,7 +9,6 @@ renamed over it, so a crash or Ctrl-C never leaves a half-written picture.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,9 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
-__all__ = ["ImageLoadError", "load_image", "save_image", "to_tensor", "to_pil", "limit_longer_side", "OUTPUT_FORMATS"]
+from .files import atomic_path
+
+__all__ = ["ImageLoadError", "load_image", "save_image", "to_tensor", "to_pil", "limit_longer_side", "fit_longer_side", "OUTPUT_FORMATS"]
 
 #: Suffix -> Pillow format for outputs.
 OUTPUT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -60,16 +61,9 @@ def save_image(image: Image.Image, path: str | os.PathLike, *, quality: int = 95
     fmt = OUTPUT_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"{path}: unknown image format {path.suffix!r}; use one of {', '.join(sorted(OUTPUT_FORMATS))}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-            image.save(f, format=fmt, **kwargs)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=fmt, **kwargs)
     return path
 
 
@@ -85,10 +79,15 @@ def to_pil(tensor: Tensor) -> Image.Image:
     return Image.fromarray(arr, "RGB")
 
 
+def fit_longer_side(height: int, width: int, size: int | None) -> tuple[int, int]:
+    """(height, width) shrunk (never enlarged) so that the longer side is at most ``size``."""
+    if size is None or max(height, width) <= size:
+        return height, width
+    scale = size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def limit_longer_side(image: Image.Image, size: int | None) -> Image.Image:
-    """Shrink (never enlarge) so that the longer side is at most ``size``."""
-    if size is None or max(image.size) <= size:
-        return image
-    scale = size / max(image.size)
-    new = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(new, Image.Resampling.LANCZOS)
+    """Shrink (never enlarge) a PIL image so that the longer side is at most ``size``."""
+    h, w = fit_longer_side(image.height, image.width, size)
+    return image if (w, h) == image.size else image.resize((w, h), Image.Resampling.LANCZOS)

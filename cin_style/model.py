@@ -82,8 +82,9 @@ class ConditionalInstanceNorm2d(nn.Module):
         gamma, beta = self._affine_maps(style, (x.shape[-2], x.shape[-1]))
         # Compute statistics in float32 even under autocast: the variance of a 1x1-sized
         # map in bf16 is too coarse and the layer's whole job is these statistics.
-        var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, unbiased=False)
-        normalized = ((x.float() - mean) * torch.rsqrt(var + self.eps)).to(x.dtype)
+        xf = x.float()
+        var, mean = torch.var_mean(xf, dim=(2, 3), keepdim=True, unbiased=False)
+        normalized = ((xf - mean) * torch.rsqrt(var + self.eps)).to(x.dtype)
         return normalized * gamma.to(x.dtype) + beta.to(x.dtype)
 
 

