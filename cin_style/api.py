@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,28 @@ from .model import StyleTransformer
 from .modelfile import read_model, write_model
 from .sheets import contact_sheet, interpolation_weights
 from .styles import StyleSpec, style_weights
+from .tiling import stylize_tiled, tile_passes
 
-__all__ = ["StyleModel"]
+__all__ = ["StyleModel", "OutOfMemory", "DEFAULT_TILE"]
+
+#: Tile side (input pixels) for tiled stylization: a 3840x2160 image then peaks near 0.9 GB
+#: of tensors on CPU, and smaller tiles do not make it faster.
+DEFAULT_TILE = 256
+
+#: Above this many pixels per batch the CPU goes tiled by default: the whole-image forward
+#: pass needs about 0.9 GB per megapixel there, the tiled one a bounded amount.
+CPU_WHOLE_PIXEL_LIMIT = 2_000_000
+
+
+class OutOfMemory(RuntimeError):
+    """Stylization ran out of memory even where it could fall back to tiles; the message says what to try."""
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    if isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def _default_device() -> torch.device:
@@ -67,31 +88,70 @@ class StyleModel:
         return style_weights(style, self.styles)
 
     @torch.inference_mode()
-    def stylize_tensor(self, batch: Tensor, weights: Tensor) -> Tensor:
-        """Stylize a batch (B, 3, H, W) in [0, 1] with weights (N,), (B, N) or per-pixel maps."""
+    def stylize_tensor(self, batch: Tensor, weights: Tensor, *, tile: int | None = None, progress: bool = False) -> Tensor:
+        """Stylize a batch (B, 3, H, W) in [0, 1] with weights (N,), (B, N) or per-pixel maps.
+
+        ``tile``: ``None`` decides by itself (whole images, except large ones on CPU, and a
+        fall-back to tiles when the device runs out of memory); ``0`` never tiles; a number
+        always tiles with that tile side. Tiled results equal whole ones up to rounding
+        (see :mod:`cin_style.tiling`). ``progress`` shows a progress bar for tiled work.
+        """
+        if tile is not None and tile != 0 and tile < 32:
+            raise ValueError(f"tile must be 0 (off) or at least 32 pixels, got {tile}")
         batch = batch.to(self.device, torch.float32)
         w = weights.to(self.device)
         w = w.unsqueeze(0).expand(batch.shape[0], *w.shape) if w.dim() in (1, 3) else w
-        return self.transformer(batch, w)
+        pixels = batch.shape[0] * batch.shape[-2] * batch.shape[-1]
+        if tile is None and self.device.type == "cpu" and pixels > CPU_WHOLE_PIXEL_LIMIT:
+            tile = DEFAULT_TILE
+        if tile:
+            return self._tiled(batch, w, tile, progress)
+        try:
+            return self.transformer(batch, w)
+        except Exception as err:  # noqa: BLE001 - only out-of-memory errors are handled, the rest re-raised
+            if not _is_out_of_memory(err):
+                raise
+            del err
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        size = f"{batch.shape[-1]}x{batch.shape[-2]}"
+        if tile == 0:
+            raise OutOfMemory(f"out of memory stylizing {size} on {self.device}; allow tiling (--tile auto or --tile {DEFAULT_TILE}) or shrink the image with --size")
+        warnings.warn(f"out of memory stylizing {size} on {self.device} in one piece; retrying in {DEFAULT_TILE}-pixel tiles (same result, less memory)", stacklevel=2)
+        return self._tiled(batch, w, DEFAULT_TILE, progress)
 
-    def stylize(self, images: Any, style: StyleSpec, *, size: int | None = None) -> Any:
+    def _tiled(self, batch: Tensor, w: Tensor, tile: int, progress: bool) -> Tensor:
+        from tqdm.auto import tqdm
+
+        total = tile_passes(self.transformer, batch.shape[-2], batch.shape[-1], tile=tile)
+        with tqdm(total=total, unit="tile", desc="tiles", disable=not progress, leave=False) as bar:
+            try:
+                return stylize_tiled(self.transformer, batch, w, tile=tile, progress=bar.update)
+            except Exception as err:  # noqa: BLE001
+                if not _is_out_of_memory(err):
+                    raise
+        raise OutOfMemory(f"out of memory stylizing {batch.shape[-1]}x{batch.shape[-2]} on {self.device} even in {tile}-pixel tiles; try a smaller --tile or --size")
+
+    def stylize(self, images: Any, style: StyleSpec, *, size: int | None = None, tile: int | None = None, progress: bool = False) -> Any:
         """Stylize one image or a list of images with a style or a blend of styles.
 
-        ``size`` limits the longer side (the image is shrunk first; the output has the shrunk size).
+        ``size`` limits the longer side (the image is shrunk first; the output has the shrunk
+        size). ``tile`` and ``progress`` are as for :meth:`stylize_tensor`.
         """
         weights = self.weights(style)  # validated once per call, before any work
+        run = {"size": size, "tile": tile, "progress": progress}
         if isinstance(images, list):
-            return [self._stylize_one(im, weights, size) for im in images]
-        return self._stylize_one(images, weights, size)
+            return [self._stylize_one(im, weights, **run) for im in images]
+        return self._stylize_one(images, weights, **run)
 
-    def _stylize_one(self, image: Any, weights: Tensor, size: int | None) -> Any:
+    def _stylize_one(self, image: Any, weights: Tensor, *, size: int | None, **run: Any) -> Any:
         if isinstance(image, (str, os.PathLike)):
             image = load_image(image)
         if isinstance(image, Image.Image):
             image = limit_longer_side(image.convert("RGB"), size)
-            return to_pil(self.stylize_tensor(to_tensor(image)[None], weights)[0])
+            return to_pil(self.stylize_tensor(to_tensor(image)[None], weights, **run)[0])
         if isinstance(image, np.ndarray):
-            return self._stylize_array(image, weights, size)
+            return self._stylize_array(image, weights, size=size, **run)
         if isinstance(image, Tensor):
             if image.dim() not in (3, 4) or image.shape[-3] != 3:
                 raise ValueError(f"a tensor image must be (3, H, W) or (B, 3, H, W), got {tuple(image.shape)}")
@@ -99,21 +159,21 @@ class StyleModel:
             new = fit_longer_side(batch.shape[-2], batch.shape[-1], size)
             if new != tuple(batch.shape[-2:]):
                 batch = torch.nn.functional.interpolate(batch.float(), size=new, mode="bilinear", antialias=True, align_corners=False)
-            out = self.stylize_tensor(batch, weights).to(image.device, image.dtype if image.is_floating_point() else torch.float32)
+            out = self.stylize_tensor(batch, weights, **run).to(image.device, image.dtype if image.is_floating_point() else torch.float32)
             return out[0] if image.dim() == 3 else out
         raise TypeError(f"cannot stylize a {type(image).__name__}: give a path, PIL image, numpy array or tensor")
 
-    def _stylize_array(self, array: np.ndarray, weights: Tensor, size: int | None) -> np.ndarray:
+    def _stylize_array(self, array: np.ndarray, weights: Tensor, *, size: int | None, **run: Any) -> np.ndarray:
         if array.ndim == 2:
             array = np.repeat(array[..., None], 3, axis=2)
         if array.ndim != 3 or array.shape[2] not in (3, 4):
             raise ValueError(f"a numpy image must be (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
         array = array[..., :3]
         if array.dtype == np.uint8:
-            out = self._stylize_one(Image.fromarray(array, "RGB"), weights, size)
+            out = self._stylize_one(Image.fromarray(array, "RGB"), weights, size=size, **run)
             return np.asarray(out)
         tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)
-        out = self._stylize_one(tensor, weights, size)
+        out = self._stylize_one(tensor, weights, size=size, **run)
         return out.permute(1, 2, 0).cpu().numpy().astype(array.dtype)
 
     @staticmethod

@@ -71,6 +71,18 @@ def _positive(text: str) -> int:
     return value
 
 
+def _tile(text: str) -> int | None:
+    """--tile auto|off|N -> None (decide), 0 (never) or a tile side."""
+    if text == "auto":
+        return None
+    if text in ("off", "0"):
+        return 0
+    value = _positive(text)
+    if value < 32:
+        raise argparse.ArgumentTypeError(f"a tile must be at least 32 pixels, got {value}")
+    return value
+
+
 def _export(args) -> int:
     from .modelfile import read_model, write_model
 
@@ -135,7 +147,7 @@ def _stylize(args) -> int:
         if args.all_styles:
             image = model.style_sheet(photo, size=args.size)
         else:
-            image = model.stylize(photo, style=args.style, size=args.size)
+            image = model.stylize(photo, style=args.style, size=args.size, tile=args.tile, progress=not folder_mode)
         save_image(image, dst, quality=args.quality)
 
     if not folder_mode:
@@ -208,6 +220,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all-styles", action="store_true", help="one image per style, as a captioned contact sheet")
     p.add_argument("-o", "--output", required=True, help="output image (one input) or folder (several, or a folder)")
     p.add_argument("--size", type=_positive, default=None, help="shrink so that the longer side is at most N pixels")
+    p.add_argument(
+        "--tile",
+        type=_tile,
+        default=None,
+        metavar="auto|off|N",
+        help="process large images in N-pixel tiles with whole-image statistics (same look, bounded memory); "
+        "auto (default): tiles for large images on CPU and after running out of GPU memory",
+    )
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
     p.set_defaults(func=_stylize)
 

@@ -60,8 +60,8 @@ class ConditionalInstanceNorm2d(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.num_features}, num_styles={self.num_styles}, eps={self.eps}"
 
-    def _affine_maps(self, style: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        """Blend the gamma/beta table with ``style`` into (B, C, h, w) maps."""
+    def style_map(self, style: Tensor, size: tuple[int, int]) -> Tensor:
+        """Style weights as a (B, N, h, w) map: (h, w) is (1, 1) for per-sample weights, else ``size``."""
         if style.dim() == 2:
             style = style[:, :, None, None]
         elif style.dim() != 4:
@@ -69,23 +69,34 @@ class ConditionalInstanceNorm2d(nn.Module):
         if style.shape[1] != self.num_styles:
             raise ValueError(f"style weights have {style.shape[1]} styles, the layer has {self.num_styles}")
         h, w = style.shape[-2:]
-        if (h, w) != (1, 1) and (h, w) != size:
+        if (h, w) != (1, 1) and (h, w) != tuple(size):
             # Bilinear resampling is itself a convex combination, so convex weights stay convex.
             shrink = h > size[0] or w > size[1]
-            style = F.interpolate(style, size=size, mode="bilinear", align_corners=False, antialias=shrink)
-        style = style.to(self.gamma.dtype)
-        gamma = torch.einsum("bnhw,nc->bchw", style, self.gamma)
-        beta = torch.einsum("bnhw,nc->bchw", style, self.beta)
+            style = F.interpolate(style, size=tuple(size), mode="bilinear", align_corners=False, antialias=shrink)
+        return style
+
+    def affine(self, style_map: Tensor) -> tuple[Tensor, Tensor]:
+        """Blend the gamma/beta table with a style map from :meth:`style_map` into (B, C, h, w) maps."""
+        style_map = style_map.to(self.gamma.dtype)
+        gamma = torch.einsum("bnhw,nc->bchw", style_map, self.gamma)
+        beta = torch.einsum("bnhw,nc->bchw", style_map, self.beta)
         return gamma, beta
 
-    def forward(self, x: Tensor, style: Tensor) -> Tensor:
-        gamma, beta = self._affine_maps(style, (x.shape[-2], x.shape[-1]))
-        # Compute statistics in float32 even under autocast: the variance of a 1x1-sized
-        # map in bf16 is too coarse and the layer's whole job is these statistics.
-        xf = x.float()
-        var, mean = torch.var_mean(xf, dim=(2, 3), keepdim=True, unbiased=False)
-        normalized = ((xf - mean) * torch.rsqrt(var + self.eps)).to(x.dtype)
+    def normalize(self, x: Tensor, mean: Tensor, var: Tensor, style_map: Tensor) -> Tensor:
+        """Normalize ``x`` with given (B, C, 1, 1) statistics, then apply the style's gamma/beta.
+
+        :meth:`forward` passes the statistics of ``x`` itself; exact tiled inference
+        (:mod:`cin_style.tiling`) passes statistics gathered over the whole image.
+        """
+        gamma, beta = self.affine(style_map)
+        # Normalize in float32 even under autocast: the variance of a small map in bf16 is
+        # too coarse and the layer's whole job is these statistics.
+        normalized = ((x.float() - mean.float()) * torch.rsqrt(var.float() + self.eps)).to(x.dtype)
         return normalized * gamma.to(x.dtype) + beta.to(x.dtype)
+
+    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, unbiased=False)
+        return self.normalize(x, mean, var, self.style_map(style, (x.shape[-2], x.shape[-1])))
 
 
 class ConvCIN(nn.Module):

@@ -1,0 +1,1 @@
+"""Benchmarks for cin-style: run them as modules, e.g. ``python -m benchmarks.tiling``. They use the public API only."""
