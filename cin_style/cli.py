@@ -9,7 +9,10 @@ calls the library; errors the user can fix are one line on stderr and exit code 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 
 USAGE = """usage: cin-style COMMAND [ARGS...]
@@ -33,6 +36,7 @@ Run 'cin-style COMMAND --help' for a command's options.
 
 CONFIG_PACKAGE = "cin_style.conf"
 EXIT_USAGE = 2
+MAX_BLEND_STEPS = 33  # a 33x33 grid is already 1,089 images
 
 
 class CommandError(Exception):
@@ -46,9 +50,17 @@ def _train(argv: list[str]) -> int:
 
     @hydra.main(config_path=f"pkg://{CONFIG_PACKAGE}", config_name="train", version_base="1.3")
     def main(cfg: DictConfig) -> None:
-        from .train import train
+        from hydra.errors import InstantiationException
 
-        train(cfg, HydraConfig.get().runtime.output_dir)
+        from .train import train
+        from .vgg import VGGWeightsError
+
+        try:
+            train(cfg, HydraConfig.get().runtime.output_dir)
+        except (FloatingPointError, VGGWeightsError, InstantiationException, FileNotFoundError) as err:
+            # Problems the user can act on: one line, not Hydra's traceback. SystemExit passes through Hydra.
+            print(f"cin-style train: error: {err}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
 
     sys.argv = ["cin-style train", *argv]
     main()
@@ -59,6 +71,13 @@ def _load_model(args):
     from .api import StyleModel
 
     return StyleModel.load(args.model, device=args.device)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, like every other error of the command line."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _positive(text: str) -> int:
@@ -100,6 +119,23 @@ def _styles(args) -> int:
     return 0
 
 
+def _percent(text: str) -> int:
+    value = _positive(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 100, got {value}")
+    return value
+
+
+def _check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and prove that a file can be written there, before any work."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise CommandError(f"cannot write to {folder}: {err.strerror or err}") from None
+
+
 def _check_output(path: Path, *, folder: bool) -> None:
     from .images import OUTPUT_FORMATS
 
@@ -108,8 +144,13 @@ def _check_output(path: Path, *, folder: bool) -> None:
             raise CommandError(f"{path}: several outputs need a folder, not an image file name")
         if path.exists() and not path.is_dir():
             raise CommandError(f"{path}: exists and is not a folder")
-    elif path.suffix.lower() not in OUTPUT_FORMATS:
+        _check_writable(path)
+        return
+    if path.is_dir():
+        raise CommandError(f"{path}: is a folder; give an image file name")
+    if path.suffix.lower() not in OUTPUT_FORMATS:
         raise CommandError(f"{path}: the output's suffix must name an image format ({', '.join(sorted(OUTPUT_FORMATS))})")
+    _check_writable(path.parent)
 
 
 def _collect_inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
@@ -136,14 +177,15 @@ def _stylize(args) -> int:
         raise CommandError("give a style with -s/--style NAME or a blend like -s 'a=0.7,b=0.3', or --all-styles")
     output = Path(args.output)
     pairs = _collect_inputs([Path(p) for p in args.inputs])
-    folder_mode = len(pairs) != 1 or any(Path(p).is_dir() for p in args.inputs)
+    # Several inputs, a folder, or an existing folder as the output (like cp) mean folder mode.
+    folder_mode = len(pairs) != 1 or any(Path(p).is_dir() for p in args.inputs) or output.is_dir()
     _check_output(output, folder=folder_mode)
     model = _load_model(args)
     if args.style is not None:
         model.weights(args.style)  # a bad style is reported before any image is read
 
     def one(src: Path, dst: Path) -> None:
-        photo = load_image(src)
+        photo = load_image(src, max_pixels=args.max_pixels)
         if args.all_styles:
             image = model.style_sheet(photo, size=args.size)
         else:
@@ -172,13 +214,18 @@ def _stylize(args) -> int:
 
 
 def _blend(args) -> int:
-    from .images import save_image
+    from .images import load_image, save_image
 
     names = [s.strip() for s in args.style.split(",") if s.strip()]
     if not 2 <= len(names) <= 4:
         raise CommandError(f"blend takes 2, 3 or 4 styles separated by commas, got {len(names)}")
+    if args.steps < 2 or args.steps > MAX_BLEND_STEPS:
+        raise CommandError(f"--steps must be between 2 and {MAX_BLEND_STEPS}, got {args.steps}")
     _check_output(Path(args.output), folder=False)
-    grid = _load_model(args).blend_grid(args.input, names, steps=args.steps, size=args.size)
+    model = _load_model(args)
+    for name in names:
+        model.weights(name)  # a bad style is reported before the photo is read
+    grid = model.blend_grid(load_image(args.input, max_pixels=args.max_pixels), names, steps=args.steps, size=args.size)
     save_image(grid, args.output, quality=args.quality)
     print(f"wrote {args.output}")
     return 0
@@ -196,12 +243,23 @@ def _video(args) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cin-style", description="Multi-style neural style transfer.")
+    from .images import DEFAULT_MAX_PIXELS
+
+    parser = _Parser(prog="cin-style", description="Multi-style neural style transfer.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_model(p: argparse.ArgumentParser) -> None:
         p.add_argument("-m", "--model", required=True, help="model file (.safetensors) or training checkpoint (.ckpt)")
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+
+    def with_images(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--max-pixels",
+            type=_positive,
+            default=DEFAULT_MAX_PIXELS,
+            help=f"refuse images with more pixels than this, before decoding them (default {DEFAULT_MAX_PIXELS:,})",
+        )
+        p.add_argument("--quality", type=_percent, default=95, help="JPEG/WebP quality, 1-100 (default 95)")
 
     p = sub.add_parser("export", help="checkpoint -> standalone .safetensors model")
     p.add_argument("checkpoint", help="a training checkpoint (.ckpt) or model file")
@@ -228,17 +286,17 @@ def _parser() -> argparse.ArgumentParser:
         help="process large images in N-pixel tiles with whole-image statistics (same look, bounded memory); "
         "auto (default): tiles for large images on CPU and after running out of GPU memory",
     )
-    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    with_images(p)
     p.set_defaults(func=_stylize)
 
     p = sub.add_parser("blend", help="interpolation grid between 2, 3 or 4 styles")
     with_model(p)
     p.add_argument("input", help="a photo")
     p.add_argument("-s", "--style", required=True, help="2 to 4 style names separated by commas: a,b,c,d")
-    p.add_argument("--steps", type=_positive, default=5, help="images per side (default 5)")
+    p.add_argument("--steps", type=_positive, default=5, help=f"images per side, 2-{MAX_BLEND_STEPS} (default 5)")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--size", type=_positive, default=256, help="longer side of each cell (default 256)")
-    p.add_argument("--quality", type=int, default=95)
+    with_images(p)
     p.set_defaults(func=_blend)
 
     p = sub.add_parser("video", help="stylize a video file (frame rate and size kept, audio dropped)")
@@ -267,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     from .modelfile import ModelFileError
     from .styles import StyleError
 
+    def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"cin-style {args.command}: warning: {message}", file=sys.stderr)
+
+    shown, warnings.showwarning = warnings.showwarning, one_line_warning
     try:
         return args.func(args)
     except (CommandError, ModelFileError, StyleError, ImageLoadError, FileNotFoundError, ValueError, RuntimeError) as err:
@@ -275,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cin-style {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

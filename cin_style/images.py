@@ -9,6 +9,9 @@ renamed over it, so a crash or Ctrl-C never leaves a half-written picture.
 from __future__ import annotations
 
 import os
+import threading
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,21 +21,70 @@ from torch import Tensor
 
 from .files import atomic_path
 
-__all__ = ["ImageLoadError", "load_image", "save_image", "to_tensor", "to_pil", "limit_longer_side", "fit_longer_side", "OUTPUT_FORMATS"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ImageLoadError",
+    "OUTPUT_FORMATS",
+    "fit_longer_side",
+    "limit_longer_side",
+    "load_image",
+    "save_image",
+    "to_pil",
+    "to_tensor",
+]
+
+#: Images with more pixels than this are refused before decoding (a small file can claim
+#: 60000x60000 pixels and ask for 10 GB); 200 megapixels admits large scans.
+DEFAULT_MAX_PIXELS = 200_000_000
+
+_pillow_limit_lock = threading.Lock()
 
 #: Suffix -> Pillow format for outputs.
-OUTPUT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+OUTPUT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".gif": "GIF"}
 
 
 class ImageLoadError(ValueError):
     """An image file could not be read; the message names the file and the reason."""
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image as RGB with its EXIF orientation applied; raise ImageLoadError if unusable."""
+@contextmanager
+def _own_pixel_limit():
+    """Let Pillow open any header; :func:`load_image` applies its own, adjustable limit.
+
+    Pillow's global MAX_IMAGE_PIXELS would otherwise refuse (or warn about) images that the
+    user allowed with ``max_pixels``; it is restored afterwards, so other code is unaffected.
+    """
+    with _pillow_limit_lock:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def load_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open an image as RGB with its EXIF orientation applied; raise ImageLoadError if unusable.
+
+    Images of more than ``max_pixels`` pixels (``None``: no limit) are refused from their
+    header, before any decoding. Of an animated image (GIF, APNG, WebP) the first frame is
+    used, with a warning.
+    """
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        if path.is_file() and path.stat().st_size == 0:
+            raise ImageLoadError(f"{path}: empty file (0 bytes)")
+        with _own_pixel_limit():
+            im = Image.open(path)
+        with im:
+            pixels = im.width * im.height
+            if max_pixels is not None and pixels > max_pixels:
+                raise ImageLoadError(
+                    f"{path}: refused, {im.width}x{im.height} is {pixels:,} pixels, more than the limit of "
+                    f"{max_pixels:,} (a decompression bomb?); raise it with --max-pixels if the image is genuine"
+                )
+            if getattr(im, "is_animated", False):
+                warnings.warn(f"{path}: animated image with {im.n_frames} frames; using the first frame", stacklevel=2)
             im = ImageOps.exif_transpose(im)
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 # Composite transparency on white rather than on whatever the hidden pixels hold.
@@ -49,9 +101,11 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise ImageLoadError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ImageLoadError(f"{path}: is a folder, not an image") from None
-    except Image.DecompressionBombError as err:
-        raise ImageLoadError(f"{path}: refused, too many pixels ({err})") from None
-    except (OSError, ValueError, SyntaxError) as err:
+    except Image.UnidentifiedImageError:
+        raise ImageLoadError(f"{path}: not an image Pillow can read (unknown or damaged format)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
+        if isinstance(err, ImageLoadError):
+            raise
         raise ImageLoadError(f"{path}: cannot read image ({err})") from None
 
 

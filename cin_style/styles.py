@@ -93,7 +93,7 @@ def style_weights(style: StyleSpec, names: Sequence[str]) -> Tensor:
         if w < 0:
             raise StyleError(f"weight of {names[i]!r} is negative: {w}")
         weights[i] = w
-    total = weights.sum()
-    if total <= 0:
+    if weights.max() <= 0:
         raise StyleError(f"the style weights are all zero; {_known(names)}")
-    return (weights / total).float()
+    weights = weights / weights.max()  # so that huge weights cannot overflow the sum
+    return (weights / weights.sum()).float()

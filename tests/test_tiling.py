@@ -137,3 +137,19 @@ def test_cli_tile_option(tmp_path):
     assert np.abs(outs["off"] - outs["32"]).max() <= 1  # rounding to 8 bits at most
     r = subprocess.run([CLI, "stylize", "-m", model_file, tmp_path / "p.png", "-s", "b", "--tile", "8", "-o", tmp_path / "x.png"], capture_output=True, text=True)
     assert r.returncode == 2 and "at least 32" in r.stderr and not (tmp_path / "x.png").exists()
+
+
+def test_cli_out_of_memory_falls_back_or_names_the_option(tmp_path, monkeypatch, capsys):
+    from cin_style import cli
+
+    model_file = write_model(tmp_path / "m.safetensors", _net(), ["a", "b", "c"])
+    Image.new("RGB", (64, 48), "gray").save(tmp_path / "p.png")
+    monkeypatch.setattr(StyleTransformer, "forward", _raise_oom)
+    args = ["stylize", "-m", str(model_file), str(tmp_path / "p.png"), "-s", "a", "--device", "cpu"]
+    assert cli.main([*args, "-o", str(tmp_path / "auto.png")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: out of memory stylizing 64x48 on cpu in one piece; retrying in 256-pixel tiles" in err
+    assert Image.open(tmp_path / "auto.png").size == (64, 48)
+    assert cli.main([*args, "-o", str(tmp_path / "off.png"), "--tile", "off"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "out of memory" in err[0] and "--tile" in err[0] and not (tmp_path / "off.png").exists()
