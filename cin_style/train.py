@@ -18,13 +18,31 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from .data import StyleTransferDataModule
+from .files import atomic_path
 from .images import save_image, to_pil
 from .module import StyleTransferModule
 
-__all__ = ["train", "SampleGridWriter", "NonFiniteLossGuard"]
+__all__ = ["train", "AtomicCheckpointIO", "SampleGridWriter", "NonFiniteLossGuard"]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file beside it and renames it into place.
+
+    Lightning's own writer stages the file in the system temp folder and then moves it; when
+    that folder is on another file system (a tmpfs /tmp, say) the move is a copy into the
+    real name, and a kill during the copy leaves a truncated ``last.ckpt``. A rename within
+    one folder is atomic: a killed run keeps its previous checkpoint whole.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 class SampleGridWriter(Callback):
@@ -112,7 +130,9 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         save_last=True,
     )
     callbacks = [checkpoint, SampleGridWriter(run_dir / "samples", num_images=cfg.sample_images), NonFiniteLossGuard()]
-    trainer: L.Trainer = instantiate(cfg.trainer, default_root_dir=str(run_dir), logger=_logger(run_dir), callbacks=callbacks)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, default_root_dir=str(run_dir), logger=_logger(run_dir), callbacks=callbacks, plugins=[AtomicCheckpointIO()]
+    )
 
     start = time.perf_counter()
     ckpt_path = cfg.get("ckpt_path")
