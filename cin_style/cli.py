@@ -24,12 +24,16 @@ commands:
   stylize   stylize photos or folders with a style or a blend of styles
   blend     the CIN paper's interpolation grid between 2, 3 or 4 styles
   video     stylize a video file
+  optimize  the optimization method of Gatys et al. (the quality reference), one image
+  evaluate  a model's content and style losses on held-out photos, optionally against optimize
 
 examples:
   cin-style train experiment=smoke
   cin-style train experiment=paintings trainer.max_steps=200 data.batch_size=4
   cin-style export outputs/smoke/.../checkpoints/last.ckpt -o smoke.safetensors
   cin-style stylize -m smoke.safetensors photo.jpg -s "great_wave=0.7,starry_night=0.3" -o out.jpg
+  cin-style optimize --content photo.jpg --style painting.jpg -o out.png
+  cin-style evaluate -m smoke.safetensors --content photos/ --style-images paintings/ --json eval.json
 
 Run 'cin-style COMMAND --help' for a command's options.
 """
@@ -242,6 +246,139 @@ def _video(args) -> int:
     return 0
 
 
+def _optimize(args) -> int:
+    import csv
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from .evaluate import LOSS_KEYS, build_loss
+    from .images import limit_longer_side, load_image, save_image, to_pil, to_tensor
+    from .data import load_style_image
+    from .optimize import optimize_images
+    from .sheets import loss_curve
+
+    output = Path(args.output)
+    _check_output(output, folder=False)
+    photo = limit_longer_side(load_image(args.content, max_pixels=args.max_pixels), args.size)
+    painting = Path(args.style)
+    load_image(painting, max_pixels=args.max_pixels)  # a bad painting is reported before VGG-16 loads
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    config = {**LOSS_KEYS, "content_weight": args.content_weight, "style_weight": args.style_weight, "tv_weight": args.tv_weight, "pooling": args.pooling}
+    loss = build_loss(config, device=device)
+    style_size = args.style_size or min(photo.size)
+    grams = loss.style_grams(load_style_image(painting, style_size)[None].to(device))
+    content = to_tensor(photo)[None].to(device)
+    bar = tqdm(total=args.steps, unit="step", desc=f"optimize ({args.method})")
+
+    def progress(step: int, losses: dict[str, float]) -> None:
+        bar.update(1)
+        bar.set_postfix(total=f"{losses['total']:.4g}")
+
+    result = optimize_images(content, loss=loss, style_grams=grams, steps=args.steps, method=args.method, init=args.init, lr=args.lr, seed=args.seed, progress=progress)
+    bar.close()
+    save_image(to_pil(result.images[0]), output, quality=args.quality)
+    stem = output.with_suffix("")
+    with open(f"{stem}.loss.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["step", "content", "style", "tv", "total"])
+        writer.writeheader()
+        for step, row in enumerate(result.history, start=1):
+            writer.writerow({"step": step, **row})
+    curves = {k: [row[k] for row in result.history] for k in ("total", "content", "style")}
+    save_image(loss_curve(curves, title=f"{painting.name}: {args.method}, {args.init} init"), f"{stem}.loss.png")
+    first, last = result.history[0]["total"], result.history[-1]["total"]
+    print(f"wrote {output} ({photo.width}x{photo.height}, {args.steps} steps on {device}); total loss {first:.4g} after step 1 -> {last:.4g}")
+    print(f"loss curve: {stem}.loss.csv, {stem}.loss.png")
+    return 0
+
+
+def _style_paintings(folder: Path | None, styles: list[str], training: dict) -> dict[str, Path]:
+    """Each style's painting in ``folder``: by the file name recorded at training, else by the style's name."""
+    from .data import find_images
+
+    if folder is None:
+        raise CommandError("give --style-images DIR: the folder with the paintings the model was trained on (found by style name)")
+    files = find_images(folder)
+    recorded = training.get("style_files") or {}
+    found, missing = {}, []
+    for name in styles:
+        match = [f for f in files if f.name == recorded.get(name)] or [f for f in files if f.stem == name]
+        if match:
+            found[name] = match[0]
+        else:
+            missing.append(name)
+    if missing:
+        raise CommandError(f"{folder}: no painting for style(s) {', '.join(missing)} (looked for {', '.join(recorded.get(n, n + '.*') for n in missing)})")
+    return found
+
+
+def _evaluate(args) -> int:
+    import json
+
+    from tqdm.auto import tqdm
+
+    from .data import find_images, load_center_crops, load_style_image
+    from .evaluate import SCHEMA, build_loss, evaluate_model, loss_config, markdown_table, summary
+    from .images import save_image, to_pil
+
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None:
+        if json_path.suffix.lower() != ".json":
+            raise CommandError(f"{json_path}: the report's name must end in .json")
+        _check_writable(json_path.parent)
+    photos_dir = Path(args.content)
+    files = find_images(photos_dir)[: args.limit] if photos_dir.is_dir() else []
+    if not files:
+        raise CommandError(f"{photos_dir}: no photos found")
+    model = _load_model(args)
+    paintings = _style_paintings(Path(args.style_images) if args.style_images else None, model.styles, model.training)
+    config = loss_config(model.training)
+    if args.style_size:
+        config["style_size"] = args.style_size
+    style_images = {name: load_style_image(path, config["style_size"]) for name, path in paintings.items()}
+    photos = load_center_crops(files, args.size)
+    loss = build_loss(config, device=model.device)
+    batches = -(-len(files) // args.batch_size)
+    with tqdm(total=batches * len(model.styles), unit="batch", desc="evaluate") as bar:
+        styles = evaluate_model(
+            model, photos, style_images, loss=loss, batch_size=args.batch_size, optimize_steps=args.optimize_steps,
+            optimize_method=args.method, progress=lambda name: bar.update(1),
+        )  # fmt: skip
+    report = {
+        "schema": SCHEMA,
+        "model": str(args.model),
+        "model_steps": model.training.get("steps"),
+        "size": args.size,
+        "num_photos": len(files),
+        "photos": [str(f.relative_to(photos_dir)) for f in files],
+        "loss": config,
+        "vgg_weights": loss.vgg.weights_source,
+        "optimize": {"steps": args.optimize_steps, "method": args.method, "init": "content"} if args.optimize_steps else None,
+        "styles": {name: {"style_image": paintings[name].name, **row} for name, row in styles.items()},
+        "mean": summary(styles),
+    }
+    table = markdown_table(report)
+    print(table)
+    if json_path is not None:
+        from .files import atomic_path
+
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+        stem = json_path.with_suffix("")
+        Path(f"{stem}.md").write_text(table)
+        shown = photos[: args.sheet_photos]
+        rows, labels = [], []
+        for photo in shown:
+            outs = [to_pil(model.stylize_tensor(photo[None], model.weights(name))[0]) for name in model.styles]
+            rows.append([to_pil(photo), *outs])
+            labels.append(["photo", *model.styles] if not labels else [""] * (len(outs) + 1))
+        from .sheets import contact_sheet
+
+        save_image(contact_sheet(rows, labels=labels), f"{stem}.sheet.jpg", quality=90)
+        print(f"wrote {json_path}, {stem}.md, {stem}.sheet.jpg")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from .images import DEFAULT_MAX_PIXELS
 
@@ -307,6 +444,39 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="the video to write (.mp4, .mkv, .mov, ...)")
     p.add_argument("--batch-size", type=_positive, default=8)
     p.set_defaults(func=_video)
+
+    p = sub.add_parser("optimize", help="Gatys et al.: optimize the pixels of one image (slow; the quality reference)")
+    p.add_argument("--content", required=True, help="the photo")
+    p.add_argument("--style", required=True, help="the painting (an image file)")
+    p.add_argument("-o", "--output", required=True, help="the image to write; the loss curve goes beside it (.loss.csv, .loss.png)")
+    p.add_argument("--steps", type=_positive, default=300, help="optimizer steps (default 300)")
+    p.add_argument("--size", type=_positive, default=512, help="longer side of the result (default 512)")
+    p.add_argument("--style-size", type=_positive, default=None, help="shorter side of the painting for its Gram targets (default: the photo's shorter side)")
+    p.add_argument("--init", choices=["content", "noise"], default="content", help="start from the photo (default) or from noise")
+    p.add_argument("--method", choices=["lbfgs", "adam"], default="lbfgs", help="L-BFGS (default) or Adam")
+    p.add_argument("--lr", type=float, default=None, help="step size (default: 1 for L-BFGS with line search, 0.02 for Adam)")
+    p.add_argument("--content-weight", type=float, default=1.0)
+    p.add_argument("--style-weight", type=float, default=5.0)
+    p.add_argument("--tv-weight", type=float, default=0.0)
+    p.add_argument("--pooling", choices=["max", "avg"], default="max", help="VGG-16 pooling (Gatys et al. prefer avg)")
+    p.add_argument("--seed", type=int, default=0, help="for --init noise")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    with_images(p)
+    p.set_defaults(func=_optimize)
+
+    p = sub.add_parser("evaluate", help="a model's losses on held-out photos, per style (JSON, Markdown, contact sheet)")
+    with_model(p)
+    p.add_argument("--content", required=True, help="a folder of held-out photos")
+    p.add_argument("--style-images", default=None, help="the folder of paintings the model was trained on (found by name)")
+    p.add_argument("--size", type=_positive, default=256, help="photos: shorter side resized to N, centre crop N x N (default 256)")
+    p.add_argument("--style-size", type=_positive, default=None, help="paintings' shorter side (default: as recorded at training, else 256)")
+    p.add_argument("--optimize-steps", type=int, default=0, help="also run Gatys et al. for K steps on the same photos and report the ratio")
+    p.add_argument("--method", choices=["lbfgs", "adam"], default="lbfgs", help="optimizer for --optimize-steps")
+    p.add_argument("--limit", type=_positive, default=None, help="use only the first N photos")
+    p.add_argument("--batch-size", type=_positive, default=8)
+    p.add_argument("--sheet-photos", type=_positive, default=4, help="photos in the contact sheet (default 4)")
+    p.add_argument("--json", default=None, help="write the report here, with a .md table and a .sheet.jpg beside it")
+    p.set_defaults(func=_evaluate)
     return parser
 
 
@@ -317,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[0] == "train":
         return _train(argv[1:])
-    if argv[0] not in ("export", "styles", "stylize", "blend", "video"):
+    if argv[0] not in ("export", "styles", "stylize", "blend", "video", "optimize", "evaluate"):
         print(f"cin-style: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
         return EXIT_USAGE
     args = _parser().parse_args(argv)

@@ -31,6 +31,8 @@ __all__ = [
     "ContentImages",
     "StyleTransferDataModule",
     "find_images",
+    "load_center_crops",
+    "load_style_image",
     "load_style_specs",
 ]
 
@@ -52,6 +54,17 @@ def resize_shorter(image: Image.Image, size: int) -> Image.Image:
     scale = size / min(w, h)
     new = (max(size, round(w * scale)), max(size, round(h * scale)))
     return image.resize(new, Image.Resampling.BICUBIC, reducing_gap=3.0) if new != (w, h) else image
+
+
+def load_style_image(path: str | os.PathLike, style_size: int) -> Tensor:
+    """A painting as (3, H, W) in [0, 1], shorter side ``style_size``: how style targets are taken."""
+    return TF.to_tensor(resize_shorter(load_image(path), style_size))
+
+
+def load_center_crops(files: Sequence[Path], size: int) -> Tensor:
+    """Photos as (P, 3, size, size): shorter side ``size``, centre crop (the validation transform)."""
+    dataset = ContentImages(files, image_size=size, train=False)
+    return torch.stack([dataset._load(i) for i in range(len(files))])
 
 
 @dataclass(frozen=True)
@@ -194,7 +207,7 @@ class StyleTransferDataModule(L.LightningDataModule):
 
     def load_style_images(self) -> list[Tensor]:
         """One (3, H, W) tensor per style, shorter side ``style_size``."""
-        return [TF.to_tensor(resize_shorter(load_image(s.path), self.style_size)) for s in self.style_specs]
+        return [load_style_image(s.path, self.style_size) for s in self.style_specs]
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:

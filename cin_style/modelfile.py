@@ -132,7 +132,9 @@ def _read_checkpoint(path: Path) -> LoadedModel:
     training = {
         "steps": int(ckpt.get("global_step", 0)),
         "lr": hp.get("lr"),
-        **{k: loss[k] for k in ("content_weight", "style_weight", "tv_weight", "content_layers", "style_layers") if k in loss},
+        **{k: loss[k] for k in ("content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "pooling") if k in loss},
+        **({"style_multipliers": list(hp["style_multipliers"])} if hp.get("style_multipliers") is not None else {}),
+        **dict(ckpt.get("cin_style_data") or {}),  # image_size, style_size, style_files (cin_style.train.DataRecord)
     }
     return _build(path, config, styles, tensors, training, None)
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["interpolation_weights", "contact_sheet"]
+__all__ = ["interpolation_weights", "contact_sheet", "loss_curve"]
 
 
 def interpolation_weights(num_styles: int, steps: int) -> list[list[list[float] | None]]:
@@ -75,3 +75,43 @@ def contact_sheet(
             if labels and r < len(labels) and c < len(labels[r]) and labels[r][c]:
                 draw.text((x + 2, y + h + 1), labels[r][c], fill=(0, 0, 0), font=font)
     return sheet
+
+
+def loss_curve(series: dict[str, Sequence[float]], *, title: str = "", size: tuple[int, int] = (640, 360)) -> Image.Image:
+    """A line chart of loss curves over steps (log-scaled y axis), drawn with Pillow alone."""
+    import math
+
+    values = [v for ys in series.values() for v in ys if v > 0 and math.isfinite(v)]
+    if not values:
+        raise ValueError("nothing to plot: no positive, finite values")
+    lo, hi = math.log10(min(values)), math.log10(max(values))
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    steps = max(len(ys) for ys in series.values())
+    width, height = size
+    left, right, top, bottom = 70, 20, 30, 40
+    chart = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(chart)
+    font = _font(12)
+    draw.rectangle((left, top, width - right, height - bottom), outline=(0, 0, 0))
+
+    def xy(i: int, v: float) -> tuple[float, float]:
+        x = left + (width - left - right) * (i / max(1, steps - 1))
+        y = top + (height - top - bottom) * (1 - (math.log10(v) - lo) / (hi - lo))
+        return x, y
+
+    for decade in range(math.floor(lo), math.ceil(hi) + 1):
+        if lo <= decade <= hi:
+            _, y = xy(0, 10.0**decade)
+            draw.line((left, y, width - right, y), fill=(225, 225, 225))
+            draw.text((4, y - 7), f"1e{decade}", fill=(0, 0, 0), font=font)
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+    for k, (name, ys) in enumerate(series.items()):
+        points = [xy(i, v) for i, v in enumerate(ys) if v > 0 and math.isfinite(v)]
+        colour = colours[k % len(colours)]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2)
+        draw.text((left + 8 + 110 * k, height - bottom + 18), name, fill=colour, font=font)
+    draw.text((left, 8), title, fill=(0, 0, 0), font=font)
+    draw.text((width - right - 60, height - bottom + 4), f"{steps} steps", fill=(0, 0, 0), font=font)
+    return chart

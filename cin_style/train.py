@@ -26,7 +26,7 @@ from .files import atomic_path
 from .images import save_image, to_pil
 from .module import StyleTransferModule
 
-__all__ = ["train", "AtomicCheckpointIO", "SampleGridWriter", "NonFiniteLossGuard"]
+__all__ = ["train", "AtomicCheckpointIO", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -88,6 +88,25 @@ class NonFiniteLossGuard(Callback):
             )
 
 
+class DataRecord(Callback):
+    """Stores in every checkpoint what evaluation needs to rebuild the style targets.
+
+    The style size and the paintings' file names (not their paths, which are machine
+    specific) travel into exported model files, so ``cin-style evaluate`` can find the
+    paintings by name and take Gram targets exactly as training did.
+    """
+
+    def __init__(self, data: StyleTransferDataModule) -> None:
+        self.record = {
+            "image_size": data.image_size,
+            "style_size": data.style_size,
+            "style_files": {s.name: Path(s.path).name for s in data.style_specs},
+        }
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint["cin_style_data"] = dict(self.record)
+
+
 def _logger(run_dir: Path):
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -129,7 +148,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         save_top_k=-1 if cfg.keep_all_checkpoints else 1,
         save_last=True,
     )
-    callbacks = [checkpoint, SampleGridWriter(run_dir / "samples", num_images=cfg.sample_images), NonFiniteLossGuard()]
+    callbacks = [checkpoint, SampleGridWriter(run_dir / "samples", num_images=cfg.sample_images), NonFiniteLossGuard(), DataRecord(data)]
     trainer: L.Trainer = instantiate(
         cfg.trainer, default_root_dir=str(run_dir), logger=_logger(run_dir), callbacks=callbacks, plugins=[AtomicCheckpointIO()]
     )

@@ -1,0 +1,136 @@
+"""Measure a trained network with the losses it was trained on, optionally against Gatys et al.
+
+For every style of a model: the mean content loss, style loss and total over a set of
+held-out photos at a fixed size, computed with the training definitions
+(:class:`~cin_style.loss.PerceptualLoss`, configured from the model file's training record).
+With ``optimize_steps`` the same figures for the optimization method on the same photos
+(:func:`~cin_style.optimize.optimize_images`) and the ratio feed-forward / optimization.
+
+The report is a plain dict with a stable schema (``SCHEMA``; documented in
+``docs/evaluate.md``); :func:`markdown_table` renders it. Files are the caller's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .api import StyleModel
+from .loss import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, PerceptualLoss
+from .optimize import optimize_images
+
+__all__ = ["SCHEMA", "LOSS_KEYS", "loss_config", "build_loss", "evaluate_model", "markdown_table"]
+
+SCHEMA = "cin-style-evaluate/1"
+
+#: The loss settings a report records, with the defaults of conf/loss/perceptual.yaml.
+LOSS_KEYS = {
+    "content_layers": DEFAULT_CONTENT_LAYERS,
+    "style_layers": DEFAULT_STYLE_LAYERS,
+    "content_weight": 1.0,
+    "style_weight": 5.0,
+    "tv_weight": 0.0,
+    "pooling": "max",
+    "style_size": 256,
+}
+
+
+def loss_config(training: Mapping[str, Any]) -> dict[str, Any]:
+    """The loss settings of a model's training record, with defaults for what it lacks."""
+    return {key: training.get(key, default) for key, default in LOSS_KEYS.items()}
+
+
+def build_loss(config: Mapping[str, Any], *, device: torch.device | str = "cpu", vgg_weights: str | None = None) -> PerceptualLoss:
+    """A one-style :class:`PerceptualLoss` (targets are passed as Gram matrices) for ``config``."""
+    kwargs = {k: v for k, v in config.items() if k != "style_size"}
+    return PerceptualLoss(num_styles=1, vgg_weights=vgg_weights, **kwargs).to(device).eval()
+
+
+def _mean_terms(sums: dict[str, float], count: int) -> dict[str, float]:
+    return {k: v / count for k, v in sums.items()}
+
+
+def _accumulate(sums: dict[str, float], terms) -> None:
+    for key, value in (("content", terms.content), ("style", terms.style), ("total", terms.total)):
+        sums[key] = sums.get(key, 0.0) + float(value.double().sum())
+
+
+def evaluate_model(
+    model: StyleModel,
+    photos: Tensor,
+    style_images: Mapping[str, Tensor],
+    *,
+    loss: PerceptualLoss,
+    batch_size: int = 8,
+    optimize_steps: int = 0,
+    optimize_method: str = "lbfgs",
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Per-style mean losses of ``model`` on ``photos`` (P, 3, H, W) against each style's painting.
+
+    ``style_images`` maps each of the model's style names to its painting (3, H, W), already
+    at the style size. Returns ``{style: {"content", "style", "total"[, "optimized", "ratio"]}}``.
+    """
+    missing = [s for s in model.styles if s not in style_images]
+    if missing:
+        raise ValueError(f"no painting for style(s) {', '.join(missing)}")
+    device = model.device
+    results: dict[str, dict[str, Any]] = {}
+    for name in model.styles:
+        grams = loss.style_grams(style_images[name].unsqueeze(0).to(device))
+        weights = model.weights(name)
+        sums: dict[str, float] = {}
+        optimized: dict[str, float] = {}
+        for start in range(0, photos.shape[0], batch_size):
+            batch = photos[start : start + batch_size].to(device)
+            with torch.no_grad():
+                out = model.stylize_tensor(batch, weights, tile=0)
+                _accumulate(sums, loss(out, batch, style_grams=grams))
+            if optimize_steps:
+                result = optimize_images(batch, loss=loss, style_grams=grams, steps=optimize_steps, method=optimize_method)
+                _accumulate(optimized, result.terms)
+            if progress is not None:
+                progress(name)
+        row: dict[str, Any] = _mean_terms(sums, photos.shape[0])
+        if optimize_steps:
+            row["optimized"] = _mean_terms(optimized, photos.shape[0])
+            row["ratio"] = row["total"] / row["optimized"]["total"]
+        results[name] = row
+    return results
+
+
+def summary(styles: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """Means over styles of the per-style figures."""
+    n = len(styles)
+    out = {key: sum(float(r[key]) for r in styles.values()) / n for key in ("content", "style", "total")}
+    if all("optimized" in r for r in styles.values()):
+        out["optimized_total"] = sum(float(r["optimized"]["total"]) for r in styles.values()) / n
+        out["ratio"] = sum(float(r["ratio"]) for r in styles.values()) / n
+    return out
+
+
+def markdown_table(report: Mapping[str, Any]) -> str:
+    """The per-style figures of a report as a Markdown table, with the setting above it."""
+    optimized = report.get("optimize") is not None
+    head = "| style | content | style | total |" + (" Gatys total | ratio feed-forward / Gatys |" if optimized else "")
+    rule = "|---|---|---|---|" + ("---|---|" if optimized else "")
+    lines = [
+        f"Model `{report['model']}`, {report['num_photos']} photos at {report['size']} px, "
+        f"content weight {report['loss']['content_weight']}, style weight {report['loss']['style_weight']}"
+        + (f"; Gatys et al.: {report['optimize']['steps']} {report['optimize']['method']} steps from the photo" if optimized else "")
+        + ".",
+        "",
+        head,
+        rule,
+    ]
+    rows: Sequence[tuple[str, Mapping[str, Any]]] = [*report["styles"].items(), ("**mean**", report["mean"])]
+    for name, r in rows:
+        line = f"| {name} | {r['content']:.4f} | {r['style']:.4f} | {r['total']:.4f} |"
+        if optimized:
+            opt = r["optimized"]["total"] if "optimized" in r else r["optimized_total"]
+            line += f" {opt:.4f} | {r['ratio']:.3f} |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"

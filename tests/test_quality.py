@@ -1,0 +1,139 @@
+"""The optimization method (Gatys et al.) and the evaluate command, with real VGG-16 weights."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from cin_style import PerceptualLoss, StyleModel, StyleTransformer
+from cin_style.data import find_images, load_center_crops, load_style_image
+from cin_style.evaluate import SCHEMA, build_loss, evaluate_model, loss_config
+from cin_style.modelfile import write_model
+from cin_style.optimize import optimize_images
+
+CLI = str(Path(sys.executable).parent / "cin-style")
+
+
+@pytest.fixture(scope="module")
+def loss(vgg_state) -> PerceptualLoss:
+    from cin_style.vgg import VGG16Features
+
+    config = loss_config({})
+    vgg = VGG16Features(layers=[*config["content_layers"], *config["style_layers"]], weights="random")
+    vgg.load_state_dict({k: v for k, v in vgg_state.items() if k in vgg.state_dict()})
+    return PerceptualLoss(num_styles=1, vgg=vgg, style_weight=config["style_weight"]).eval()
+
+
+@pytest.fixture(scope="module")
+def photo_and_painting(data_root):
+    photo = load_center_crops([data_root / "content" / "val" / "kodim23.jpg"], 64)
+    painting = load_style_image(data_root / "styles" / "van_gogh_starry_night.jpg", 64)
+    return photo, painting
+
+
+@pytest.mark.parametrize("method, init", [("lbfgs", "content"), ("adam", "noise")])
+def test_optimization_lowers_the_loss_by_half_in_50_steps(loss, photo_and_painting, method, init):
+    photo, painting = photo_and_painting
+    grams = loss.style_grams(painting[None])
+    calls = []
+    result = optimize_images(photo, loss=loss, style_grams=grams, steps=50, method=method, init=init, progress=lambda s, l: calls.append(s))
+    with torch.no_grad():
+        start = photo if init == "content" else torch.rand(photo.shape, generator=torch.Generator().manual_seed(0))
+        before = loss(start, photo, style_grams=grams).total.item()
+    after = result.history[-1]["total"]
+    assert calls == list(range(1, 51)) and len(result.history) == 50
+    assert after <= 0.5 * before, (before, after)
+    assert result.images.min() >= 0 and result.images.max() <= 1
+    # The loss the optimizer reports is the training loss of its image, computed independently.
+    with torch.no_grad():
+        assert loss(result.images, photo, style_grams=grams).total.item() == pytest.approx(after, rel=1e-4)
+    if method == "lbfgs":  # L-BFGS with a line search never goes up by much
+        totals = [h["total"] for h in result.history]
+        assert all(b <= a * 1.05 for a, b in zip(totals, totals[1:]))
+
+
+def test_optimization_arguments_are_checked(loss, photo_and_painting):
+    photo, painting = photo_and_painting
+    grams = loss.style_grams(painting[None])
+    for kwargs, words in [({"method": "sgd"}, "method"), ({"init": "zeros"}, "init"), ({"steps": 0}, "steps")]:
+        with pytest.raises(ValueError, match=words):
+            optimize_images(photo, loss=loss, style_grams=grams, **kwargs)
+
+
+def _model(num_styles=2, seed=0) -> StyleTransformer:
+    torch.manual_seed(seed)
+    net = StyleTransformer(num_styles=num_styles, width=0.25)
+    with torch.no_grad():
+        for norm in net.norms():
+            norm.gamma.normal_(1.0, 0.3)
+            norm.beta.normal_(0.0, 0.3)
+    return net.eval()
+
+
+def test_evaluate_equals_a_direct_computation_with_the_loss_module(loss, data_root):
+    files = find_images(data_root / "content" / "val")[:3]
+    photos = load_center_crops(files, 64)
+    paintings = {n: load_style_image(data_root / "styles" / f"{n}.jpg", 64) for n in ("hokusai_great_wave", "durer_lion")}
+    net = _model()
+    model = StyleModel(net, list(paintings), device="cpu")
+    report = evaluate_model(model, photos, paintings, loss=loss, batch_size=2)
+    for s, name in enumerate(paintings):
+        with torch.no_grad():
+            grams = loss.style_grams(paintings[name][None])
+            out = net(photos, torch.nn.functional.one_hot(torch.tensor([s] * 3), 2).float())
+            # Independently: the content term by hand, the style term through the loss.
+            feats, target = loss.vgg(out), loss.vgg(photos)
+            content = ((feats["relu3_3"] - target["relu3_3"]) ** 2).flatten(1).mean(1).mean().item()
+            terms = loss(out, photos, style_grams=grams)
+        assert report[name]["content"] == pytest.approx(content, rel=1e-4)
+        assert report[name]["style"] == pytest.approx(terms.style.mean().item(), rel=1e-4)
+        assert report[name]["total"] == pytest.approx(report[name]["content"] + report[name]["style"], rel=1e-6)
+
+
+def test_evaluate_command_writes_the_documented_schema(tmp_path, data_root):
+    styles = ["hokusai_great_wave", "durer_lion"]
+    model_file = write_model(tmp_path / "m.safetensors", _model(), styles, training={"steps": 3, "style_size": 64, "style_weight": 5.0})
+    out = tmp_path / "eval" / "report.json"
+    args = ["evaluate", "-m", model_file, "--content", data_root / "content" / "val", "--style-images", data_root / "styles"]
+    r = subprocess.run([CLI, *map(str, args), "--size", "64", "--limit", "2", "--optimize-steps", "2", "--json", out], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["schema"] == SCHEMA
+    assert set(report) == {"schema", "model", "model_steps", "size", "num_photos", "photos", "loss", "vgg_weights", "optimize", "styles", "mean"}
+    assert report["num_photos"] == 2 and report["size"] == 64 and report["model_steps"] == 3
+    assert report["loss"]["style_size"] == 64 and report["loss"]["style_weight"] == 5.0
+    assert report["optimize"] == {"steps": 2, "method": "lbfgs", "init": "content"}
+    for name in styles:
+        row = report["styles"][name]
+        assert row["style_image"] == f"{name}.jpg"
+        assert set(row) == {"style_image", "content", "style", "total", "optimized", "ratio"}
+        assert row["ratio"] == pytest.approx(row["total"] / row["optimized"]["total"])
+    assert (tmp_path / "eval" / "report.md").read_text().count("\n| ") == 3 + 1  # header + 2 styles + mean
+    assert Image.open(tmp_path / "eval" / "report.sheet.jpg").size[0] > 3 * 64
+    assert "| hokusai_great_wave |" in r.stdout
+
+
+def test_evaluate_without_paintings_is_a_clear_error(tmp_path, data_root):
+    model_file = write_model(tmp_path / "m.safetensors", _model(), ["no_such_painting", "durer_lion"])
+    base = [CLI, "evaluate", "-m", str(model_file), "--content", str(data_root / "content" / "val")]
+    r = subprocess.run(base, capture_output=True, text=True)
+    assert r.returncode == 2 and "--style-images" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([*base, "--style-images", str(data_root / "styles")], capture_output=True, text=True)
+    assert r.returncode == 2 and "no painting for style(s) no_such_painting" in r.stderr
+
+
+def test_optimize_command_writes_image_and_loss_curve(tmp_path, data_root):
+    out = tmp_path / "gatys.png"
+    args = ["optimize", "--content", data_root / "content" / "val" / "kodim23.jpg", "--style", data_root / "styles" / "durer_lion.jpg"]
+    r = subprocess.run([CLI, *map(str, args), "-o", out, "--size", "48", "--steps", "5"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert Image.open(out).size == (48, 32)
+    lines = (tmp_path / "gatys.loss.csv").read_text().splitlines()
+    assert lines[0] == "step,content,style,tv,total" and len(lines) == 6
+    totals = [float(line.split(",")[-1]) for line in lines[1:]]
+    assert totals[-1] < totals[0]
+    assert Image.open(tmp_path / "gatys.loss.png").size == (640, 360)
