@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,9 @@ from .images import fit_longer_side, limit_longer_side, load_image, to_pil, to_t
 from .model import StyleTransformer
 from .modelfile import read_model, write_model
 from .sheets import contact_sheet, interpolation_weights
-from .styles import StyleSpec, style_weights
+from .color import preserve_color as _preserve_color
+from .masks import MaskSource, check_mask_styles, mask_weights, stylize_regions
+from .styles import IDENTITY, StyleError, StyleSpec, style_weights
 from .tiling import stylize_tiled, tile_passes
 
 __all__ = ["StyleModel", "OutOfMemory", "DEFAULT_TILE"]
@@ -83,9 +85,32 @@ class StyleModel:
     def __repr__(self) -> str:
         return f"StyleModel({len(self.styles)} styles: {', '.join(self.styles[:5])}{', ...' if len(self.styles) > 5 else ''}; device={self.device})"
 
-    def weights(self, style: StyleSpec) -> Tensor:
-        """The normalized blend weights (N,) for a style name, index or mix."""
-        return style_weights(style, self.styles)
+    @property
+    def has_identity(self) -> bool:
+        """Whether the model has an identity row (trained to reproduce the photo): the strength dial needs it."""
+        return IDENTITY in self.styles
+
+    def weights(self, style: StyleSpec, *, strength: float = 1.0) -> Tensor:
+        """The normalized blend weights (N,) for a style name, index or mix.
+
+        ``strength`` in [0, 1] blends the style's gamma/beta with the identity row's: 0 gives
+        the identity row (the photo, as well as the network reproduces it), 1 the full style.
+        """
+        w = style_weights(style, self.styles)
+        return w if strength == 1.0 else self._with_strength(w, strength)
+
+    def _with_strength(self, w: Tensor, strength: float) -> Tensor:
+        """Blend weights (N,) or maps (N, H, W) towards the identity row."""
+        if not (0.0 <= strength <= 1.0):  # also refuses NaN
+            raise StyleError(f"strength must be between 0 and 1, got {strength}")
+        if not self.has_identity:
+            raise StyleError(
+                f"this model has no {IDENTITY!r} row, so the strength dial is not available; train with "
+                f"model.identity_row=true, or add one: cin-style train experiment=add_styles base_model=MODEL 'new_styles=[{IDENTITY}]'"
+            )
+        identity = torch.zeros_like(w)
+        identity[self.styles.index(IDENTITY)] = 1.0
+        return strength * w + (1 - strength) * identity
 
     @torch.inference_mode()
     def stylize_tensor(self, batch: Tensor, weights: Tensor, *, tile: int | None = None, progress: bool = False) -> Tensor:
@@ -132,24 +157,64 @@ class StyleModel:
                     raise
         raise OutOfMemory(f"out of memory stylizing {batch.shape[-1]}x{batch.shape[-2]} on {self.device} even in {tile}-pixel tiles; try a smaller --tile or --size")
 
-    def stylize(self, images: Any, style: StyleSpec, *, size: int | None = None, tile: int | None = None, progress: bool = False) -> Any:
+    def stylize(
+        self,
+        images: Any,
+        style: StyleSpec | None = None,
+        *,
+        strength: float = 1.0,
+        masks: Mapping[str | int, MaskSource] | None = None,
+        feather: float = 0.0,
+        preserve_color: bool = False,
+        size: int | None = None,
+        tile: int | None = None,
+        progress: bool = False,
+    ) -> Any:
         """Stylize one image or a list of images with a style or a blend of styles.
 
-        ``size`` limits the longer side (the image is shrunk first; the output has the shrunk
-        size). ``tile`` and ``progress`` are as for :meth:`stylize_tensor`.
+        * ``strength`` (0 to 1) dials the style down towards the photo (needs an identity row).
+        * ``masks`` maps styles to grayscale masks (paths, PIL images, arrays or tensors, resized
+          to each image): each region gets its style in the same pass; ``style`` then fills
+          what the masks leave uncovered, and ``feather`` (pixels) softens the edges.
+        * ``preserve_color`` keeps the photo's colours (luminance-only transfer).
+        * ``size`` limits the longer side (the image is shrunk first; the output has the
+          shrunk size). ``tile`` and ``progress`` are as for :meth:`stylize_tensor`.
         """
-        weights = self.weights(style)  # validated once per call, before any work
-        run = {"size": size, "tile": tile, "progress": progress}
-        if isinstance(images, list):
-            return [self._stylize_one(im, weights, **run) for im in images]
-        return self._stylize_one(images, weights, **run)
+        # Everything about the style is validated once per call, before any image is read.
+        if masks is None:
+            if style is None:
+                raise StyleError(f"give a style (or masks); known styles: {', '.join(self.styles)}")
+            fixed = self.weights(style, strength=strength)
+            weights_for = lambda h, w: fixed  # noqa: E731
+        else:
+            check_mask_styles(masks, self.styles, base=style)
+            if strength != 1.0:
+                self._with_strength(torch.ones(len(self.styles)) / len(self.styles), strength)
 
-    def _stylize_one(self, image: Any, weights: Tensor, *, size: int | None, **run: Any) -> Any:
+            def weights_for(h: int, w: int) -> Tensor:
+                maps = mask_weights(masks, self.styles, (h, w), base=style, feather=feather)
+                return maps if strength == 1.0 else self._with_strength(maps, strength)
+
+        run = {"size": size, "tile": tile, "progress": progress, "preserve_color": preserve_color}
+        if isinstance(images, list):
+            return [self._stylize_one(im, weights_for, **run) for im in images]
+        return self._stylize_one(images, weights_for, **run)
+
+    def _run(self, batch: Tensor, weights_for, *, preserve_color: bool, **run: Any) -> Tensor:
+        weights = weights_for(batch.shape[-2], batch.shape[-1])
+        if weights.dim() == 3:  # masks: regions get exactly their style's statistics
+            with torch.inference_mode():
+                out = stylize_regions(self.transformer, batch.to(self.device, torch.float32), weights.to(self.device).expand(batch.shape[0], -1, -1, -1))
+        else:
+            out = self.stylize_tensor(batch, weights, **run)
+        return _preserve_color(out, batch.to(out.device)) if preserve_color else out
+
+    def _stylize_one(self, image: Any, weights: Any, *, size: int | None, **run: Any) -> Any:
         if isinstance(image, (str, os.PathLike)):
             image = load_image(image)
         if isinstance(image, Image.Image):
             image = limit_longer_side(image.convert("RGB"), size)
-            return to_pil(self.stylize_tensor(to_tensor(image)[None], weights, **run)[0])
+            return to_pil(self._run(to_tensor(image)[None], weights, **run)[0])
         if isinstance(image, np.ndarray):
             return self._stylize_array(image, weights, size=size, **run)
         if isinstance(image, Tensor):
@@ -159,7 +224,7 @@ class StyleModel:
             new = fit_longer_side(batch.shape[-2], batch.shape[-1], size)
             if new != tuple(batch.shape[-2:]):
                 batch = torch.nn.functional.interpolate(batch.float(), size=new, mode="bilinear", antialias=True, align_corners=False)
-            out = self.stylize_tensor(batch, weights, **run).to(image.device, image.dtype if image.is_floating_point() else torch.float32)
+            out = self._run(batch, weights, **run).to(image.device, image.dtype if image.is_floating_point() else torch.float32)
             return out[0] if image.dim() == 3 else out
         raise TypeError(f"cannot stylize a {type(image).__name__}: give a path, PIL image, numpy array or tensor")
 

@@ -123,6 +123,16 @@ def _styles(args) -> int:
     return 0
 
 
+def _unit(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def _percent(text: str) -> int:
     value = _positive(text)
     if value > 100:
@@ -172,28 +182,66 @@ def _collect_inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def _pairs(items: list[str] | None, what: str) -> list[tuple[str, str]]:
+    """['a=b', ...] -> [('a', 'b'), ...] for --mask STYLE=FILE and --label VALUE=STYLE."""
+    out = []
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise CommandError(f"{what} takes KEY=VALUE, got {item!r}")
+        out.append((key.strip(), value.strip()))
+    return out
+
+
+def _masks(args) -> dict | None:
+    """The --mask / --labels options as a {style: mask} mapping (files are checked, not yet read)."""
+    from .masks import label_masks
+
+    masks: dict = {}
+    for style, file in _pairs(args.mask, "--mask"):
+        if not Path(file).is_file():
+            raise CommandError(f"--mask {style}={file}: no such file")
+        masks[style] = file
+    if args.labels:
+        if not Path(args.labels).is_file():
+            raise CommandError(f"--labels {args.labels}: no such file")
+        mapping = {}
+        for value, style in _pairs(args.label, "--label"):
+            if not value.isdigit():
+                raise CommandError(f"--label {value}={style}: the label must be a whole number (a gray level or palette index)")
+            mapping[int(value)] = style
+        if not mapping:
+            raise CommandError("--labels needs --label VALUE=STYLE for each label that gets a style")
+        masks.update(label_masks(args.labels, mapping))
+    elif args.label:
+        raise CommandError("--label needs --labels FILE")
+    return masks or None
+
+
 def _stylize(args) -> int:
     from tqdm.auto import tqdm
 
     from .images import ImageLoadError, load_image, save_image
 
-    if not args.all_styles and args.style is None:
-        raise CommandError("give a style with -s/--style NAME or a blend like -s 'a=0.7,b=0.3', or --all-styles")
+    masks = _masks(args)
+    if not args.all_styles and args.style is None and masks is None:
+        raise CommandError("give a style with -s/--style NAME or a blend like -s 'a=0.7,b=0.3', masks with --mask STYLE=FILE, or --all-styles")
     output = Path(args.output)
     pairs = _collect_inputs([Path(p) for p in args.inputs])
     # Several inputs, a folder, or an existing folder as the output (like cp) mean folder mode.
     folder_mode = len(pairs) != 1 or any(Path(p).is_dir() for p in args.inputs) or output.is_dir()
     _check_output(output, folder=folder_mode)
     model = _load_model(args)
-    if args.style is not None:
-        model.weights(args.style)  # a bad style is reported before any image is read
+    look = {"strength": args.strength, "masks": masks, "feather": args.feather, "preserve_color": args.preserve_color}
+    if not args.all_styles:  # a bad style, mask style or strength is reported before any image is read
+        model.stylize([], style=args.style, **look)
 
     def one(src: Path, dst: Path) -> None:
         photo = load_image(src, max_pixels=args.max_pixels)
         if args.all_styles:
             image = model.style_sheet(photo, size=args.size)
         else:
-            image = model.stylize(photo, style=args.style, size=args.size, tile=args.tile, progress=not folder_mode)
+            image = model.stylize(photo, style=args.style, **look, size=args.size, tile=args.tile, progress=not folder_mode)
         save_image(image, dst, quality=args.quality)
 
     if not folder_mode:
@@ -241,7 +289,7 @@ def _video(args) -> int:
     if not Path(args.input).is_file():
         raise CommandError(f"{args.input}: no such file")
     model = _load_model(args)
-    stats = stylize_video(model, args.input, args.output, args.style, to_style=args.to_style, batch_size=args.batch_size)
+    stats = stylize_video(model, args.input, args.output, args.style, to_style=args.to_style, batch_size=args.batch_size, phases=args.steady)
     print(f"wrote {args.output}: {stats.frames} frames at {stats.width}x{stats.height}, {float(stats.rate):.3g} fps; stylized at {stats.fps:.1f} frames/s on {model.device}")
     return 0
 
@@ -413,6 +461,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files and/or folders (folders are searched recursively)")
     p.add_argument("-s", "--style", help="a style name or index, or a blend: 'starry_night=0.7,great_wave=0.3'")
     p.add_argument("--all-styles", action="store_true", help="one image per style, as a captioned contact sheet")
+    p.add_argument("--strength", type=_unit, default=1.0, help="0 (the photo) to 1 (full style, default); needs a model with an identity row")
+    p.add_argument("--mask", action="append", metavar="STYLE=FILE", help="paint where FILE is white in STYLE (repeat for more styles); -s fills the rest")
+    p.add_argument("--labels", metavar="FILE", help="a label image (gray levels or palette indices); with --label VALUE=STYLE")
+    p.add_argument("--label", action="append", metavar="VALUE=STYLE", help="the style of one label of --labels (repeat)")
+    p.add_argument("--feather", type=float, default=0.0, metavar="PX", help="soften mask edges over about PX pixels (default 0: hard)")
+    p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours; take only the painting's strokes (luminance-only transfer)")
     p.add_argument("-o", "--output", required=True, help="output image (one input) or folder (several, or a folder)")
     p.add_argument("--size", type=_positive, default=None, help="shrink so that the longer side is at most N pixels")
     p.add_argument(
@@ -443,6 +497,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to-style", default=None, help="blend linearly from --style to this style over the clip")
     p.add_argument("-o", "--output", required=True, help="the video to write (.mp4, .mkv, .mov, ...)")
     p.add_argument("--batch-size", type=_positive, default=8)
+    p.add_argument(
+        "--steady", type=int, choices=[1, 4, 16], default=1,
+        help="average 4 or 16 sub-pixel-shifted passes per frame: less flicker on camera motion, 4x or 16x the work (default 1: off)",
+    )  # fmt: skip
     p.set_defaults(func=_video)
 
     p = sub.add_parser("optimize", help="Gatys et al.: optimize the pixels of one image (slow; the quality reference)")

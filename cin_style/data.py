@@ -84,6 +84,8 @@ def load_style_specs(
     With a folder, a style's name is the file's stem. Names must be unique.
     """
     specs: list[StyleSpec] = []
+    if styles is not None and len(styles) == 0 and style_dir is None:
+        return []  # said explicitly: no paintings (an identity row alone, for example)
     if styles:
         for entry in styles:
             if "path" not in entry:

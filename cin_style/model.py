@@ -10,6 +10,8 @@ This module knows nothing of training, files or Lightning.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -18,6 +20,8 @@ from torch import Tensor, nn
 
 __all__ = [
     "ConditionalInstanceNorm2d",
+    "Statistics",
+    "custom_statistics",
     "StyleTransformer",
     "TransformerConfig",
     "one_hot_styles",
@@ -56,6 +60,8 @@ class ConditionalInstanceNorm2d(nn.Module):
         self.eps = eps
         self.gamma = nn.Parameter(torch.ones(num_styles, num_features))
         self.beta = nn.Parameter(torch.zeros(num_styles, num_features))
+        #: Set only inside :func:`custom_statistics`: (x, style map) -> (mean, var) to use instead of x's own.
+        self.statistics: Statistics | None = None
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, num_styles={self.num_styles}, eps={self.eps}"
@@ -95,8 +101,33 @@ class ConditionalInstanceNorm2d(nn.Module):
         return normalized * gamma.to(x.dtype) + beta.to(x.dtype)
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
-        var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, unbiased=False)
-        return self.normalize(x, mean, var, self.style_map(style, (x.shape[-2], x.shape[-1])))
+        style_map = self.style_map(style, (x.shape[-2], x.shape[-1]))
+        if self.statistics is not None:
+            mean, var = self.statistics(x, style_map)
+        else:
+            var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, unbiased=False)
+        return self.normalize(x, mean, var, style_map)
+
+
+#: ``(index of the norm, its input x, its style map) -> (mean, var)``, broadcastable to x.
+Statistics = Callable[[int, Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+@contextmanager
+def custom_statistics(transformer: nn.Module, statistics: Statistics) -> Iterator[None]:
+    """Inside the block, every conditional instance norm of ``transformer`` normalizes with
+    ``statistics(i, x, style_map)`` (i: the norm's position in forward order) instead of the
+    mean and variance of its own input. Used for exact per-region statistics under style
+    masks (:mod:`cin_style.masks`); the weights are untouched.
+    """
+    norms = [m for m in transformer.modules() if isinstance(m, ConditionalInstanceNorm2d)]
+    for i, norm in enumerate(norms):
+        norm.statistics = lambda x, style_map, i=i: statistics(i, x, style_map)
+    try:
+        yield
+    finally:
+        for norm in norms:
+            norm.statistics = None
 
 
 class ConvCIN(nn.Module):
@@ -208,6 +239,25 @@ class StyleTransformer(nn.Module):
     @property
     def num_styles(self) -> int:
         return self.config.num_styles
+
+    def with_new_styles(self, count: int) -> StyleTransformer:
+        """A copy with ``count`` more styles: every convolution and every existing gamma/beta row
+        copied exactly, the new rows initialised to the mean of the existing ones (a style the
+        shared convolutions already know how to render, rather than the untrained gamma=1, beta=0).
+        """
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        c = self.config
+        bigger = StyleTransformer(num_styles=c.num_styles + count, width=c.width, num_residual_blocks=c.num_residual_blocks)
+        state = self.state_dict()
+        for key, value in bigger.state_dict().items():
+            old = state[key]
+            if value.shape == old.shape:
+                value.copy_(old)
+            else:  # a gamma/beta table (N, C) -> (N + count, C)
+                value[: old.shape[0]] = old
+                value[old.shape[0] :] = old.mean(dim=0, keepdim=True)
+        return bigger.to(next(self.parameters()).device)
 
     def norms(self) -> list[ConditionalInstanceNorm2d]:
         """Every conditional instance norm, in forward order."""

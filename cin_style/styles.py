@@ -19,9 +19,12 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["StyleError", "StyleSpec", "parse_style_string", "style_weights"]
+__all__ = ["IDENTITY", "StyleError", "StyleSpec", "parse_style_string", "style_weights"]
 
 StyleSpec = str | int | Mapping[str | int, float]
+
+#: The reserved name of the gamma/beta row trained to reproduce the photo (the strength dial's 0).
+IDENTITY = "identity"
 
 
 class StyleError(ValueError):

@@ -24,7 +24,9 @@ from omegaconf import DictConfig, OmegaConf
 from .data import StyleTransferDataModule
 from .files import atomic_path
 from .images import save_image, to_pil
+from .modelfile import read_model
 from .module import StyleTransferModule
+from .styles import IDENTITY
 
 __all__ = ["train", "AtomicCheckpointIO", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard"]
 
@@ -96,15 +98,40 @@ class DataRecord(Callback):
     paintings by name and take Gram targets exactly as training did.
     """
 
-    def __init__(self, data: StyleTransferDataModule) -> None:
+    def __init__(self, data: StyleTransferDataModule, *, base_style_files: dict[str, str] | None = None) -> None:
         self.record = {
             "image_size": data.image_size,
             "style_size": data.style_size,
-            "style_files": {s.name: Path(s.path).name for s in data.style_specs},
+            "style_files": {**(base_style_files or {}), **{s.name: Path(s.path).name for s in data.style_specs}},
         }
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["cin_style_data"] = dict(self.record)
+
+
+def _new_style_entries(cfg: DictConfig, old_styles: list[str]) -> list[dict[str, str]]:
+    """``new_styles`` (painting names in the style folder, or {name, path} entries) as data.styles entries."""
+    from .data import find_images
+
+    new = cfg.get("new_styles")
+    if not new:
+        raise ValueError("base_model needs new_styles: the paintings to add, e.g. 'new_styles=[van_gogh_village_street_in_auvers]'")
+    style_dir = Path(str(cfg.data_root)) / "styles"
+    entries = []
+    for item in new:
+        if item == IDENTITY:
+            continue
+        if isinstance(item, str):
+            matches = [p for p in find_images(style_dir) if p.stem == item] if style_dir.is_dir() else []
+            if not matches:
+                raise FileNotFoundError(f"new style {item!r}: no painting named {item}.* in {style_dir}")
+            entries.append({"name": item, "path": str(matches[0])})
+        else:
+            entries.append(dict(item))
+    clash = sorted({e["name"] for e in entries} & set(old_styles))
+    if clash:
+        raise ValueError(f"the base model already has style(s) {', '.join(clash)}")
+    return entries
 
 
 def _logger(run_dir: Path):
@@ -126,19 +153,31 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
 
-    data: StyleTransferDataModule = instantiate(cfg.data)
-    loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True)
+    base = read_model(cfg.base_model) if cfg.get("base_model") else None
+    data_cfg = cfg.data
+    if base is not None:
+        data_cfg = OmegaConf.merge(cfg.data, {"styles": _new_style_entries(cfg, base.styles), "style_dir": None})
+    data: StyleTransferDataModule = instantiate(data_cfg)
+    identity = cfg.model.get("identity_row", False) or (base is not None and IDENTITY in list(cfg.new_styles))
+    old_styles = base.styles if base is not None else []
+    names = [*old_styles, *data.style_names, *([IDENTITY] if identity and IDENTITY not in old_styles else [])]
     module = StyleTransferModule(
-        style_names=data.style_names,
-        width=cfg.model.width,
-        loss=loss_cfg,
-        style_multipliers=data.style_loss_weights,
+        style_names=names,
+        width=base.transformer.config.width if base is not None else cfg.model.width,
+        loss=OmegaConf.to_container(cfg.loss, resolve=True),
+        style_multipliers=[1.0] * len(old_styles) + data.style_loss_weights + [1.0] * (len(names) - len(old_styles) - len(data.style_names)),
         lr=cfg.optim.lr,
         style_sampling=cfg.optim.style_sampling,
+        identity_weight=cfg.model.get("identity_weight", 1000.0),
+        frozen_styles=len(old_styles),
     )
+    if base is not None:
+        module.transformer.load_state_dict(base.transformer.with_new_styles(len(names) - len(old_styles)).state_dict())
+        print(f"base model {cfg.base_model}: {len(old_styles)} style(s) and every convolution frozen")
     print(f"VGG-16 weights: {module.loss.vgg.weights_source}")
-    print(f"{len(data.style_names)} style(s): {', '.join(data.style_names)}")
-    module.set_style_targets(data.load_style_images())
+    trained = [names[i] for i in module.trainable_styles]
+    print(f"training {len(trained)} style(s): {', '.join(trained)}")
+    module.set_style_targets(dict(zip(data.style_names, data.load_style_images())))
 
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
@@ -148,7 +187,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         save_top_k=-1 if cfg.keep_all_checkpoints else 1,
         save_last=True,
     )
-    callbacks = [checkpoint, SampleGridWriter(run_dir / "samples", num_images=cfg.sample_images), NonFiniteLossGuard(), DataRecord(data)]
+    callbacks = [checkpoint, SampleGridWriter(run_dir / "samples", num_images=cfg.sample_images), NonFiniteLossGuard(), DataRecord(data, base_style_files=base.training.get("style_files") if base else None)]
     trainer: L.Trainer = instantiate(
         cfg.trainer, default_root_dir=str(run_dir), logger=_logger(run_dir), callbacks=callbacks, plugins=[AtomicCheckpointIO()]
     )

@@ -268,3 +268,19 @@ def test_atomic_writes_keep_the_old_file_on_failure(tmp_path, model_file):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "model.safetensors"]
     StyleModel.load(model_file, device="cpu").save(target)
     assert read_model(target).styles == STYLES
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    from cin_style.files import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "new.txt") as tmp:
+            tmp.write_text("x")
+        assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
+        os.chmod(tmp_path / "new.txt", 0o640)
+        with atomic_path(tmp_path / "new.txt") as tmp:
+            tmp.write_text("y")
+        assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o640  # a replaced file keeps its mode
+    finally:
+        os.umask(old)
