@@ -167,8 +167,13 @@ def read_model(path: str | os.PathLike) -> LoadedModel:
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     with open(path, "rb") as f:
-        head = f.read(8)
-    # A zip (torch.save) or a raw pickle is a checkpoint; anything else must be safetensors.
-    if path.suffix == ".ckpt" or head[:2] == b"PK" or head[:1] == b"\x80":
+        head = f.read(9)
+    # safetensors: an 8-byte little-endian header length, then the JSON header. Checked first:
+    # the length's first byte may be anything, including a pickle's 0x80.
+    looks_safetensors = len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
+    if path.suffix == ".safetensors" or (looks_safetensors and path.suffix not in (".ckpt", ".pt", ".pth")):
+        return _read_safetensors(path)
+    # A zip (torch.save) or a raw pickle is a checkpoint; anything else is tried as safetensors for its error message.
+    if path.suffix in (".ckpt", ".pt", ".pth") or head[:2] == b"PK" or head[:1] == b"\x80":
         return _read_checkpoint(path)
     return _read_safetensors(path)
