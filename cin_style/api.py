@@ -15,14 +15,34 @@ from torch import Tensor
 
 from .images import fit_longer_side, limit_longer_side, load_image, to_pil, to_tensor
 from .model import StyleTransformer
-from .modelfile import read_model, write_model
+from .modelfile import ModelFileError, read_model, write_model
 from .sheets import contact_sheet, interpolation_weights
 from .color import preserve_color as _preserve_color
 from .masks import MaskSource, check_mask_styles, mask_weights, stylize_regions
 from .styles import IDENTITY, StyleError, StyleSpec, style_weights
 from .tiling import stylize_tiled, tile_passes
 
-__all__ = ["StyleModel", "OutOfMemory", "DEFAULT_TILE"]
+__all__ = ["StyleModel", "OutOfMemory", "DEFAULT_TILE", "PRETRAINED_ENV", "pretrained_path", "demo_photo_path"]
+
+#: Environment variable naming a model file to use instead of the bundled one.
+PRETRAINED_ENV = "CIN_STYLE_PRETRAINED"
+
+
+def pretrained_path() -> Path:
+    """The default model: ``$CIN_STYLE_PRETRAINED`` if set, else the one bundled with the package."""
+    override = os.environ.get(PRETRAINED_ENV)
+    if override:
+        return Path(override)
+    from importlib.resources import files
+
+    return Path(str(files("cin_style") / "models" / "paintings.safetensors"))
+
+
+def demo_photo_path() -> Path:
+    """The bundled demo photo (scikit-image's CC0 "coffee"; see cin_style/assets/README.md)."""
+    from importlib.resources import files
+
+    return Path(str(files("cin_style") / "assets" / "demo.jpg"))
 
 #: Tile side (input pixels) for tiled stylization: a 3840x2160 image then peaks near 0.9 GB
 #: of tensors on CPU, and smaller tiles do not make it faster.
@@ -78,6 +98,17 @@ class StyleModel:
         """Load a ``.safetensors`` model file (or a Lightning ``.ckpt``, read with weights_only)."""
         loaded = read_model(path)
         return cls(loaded.transformer, loaded.styles, training=loaded.training, credits=loaded.credits, device=device)
+
+    @classmethod
+    def pretrained(cls, *, device: str | torch.device | None = None) -> StyleModel:
+        """The bundled "paintings" network (or the model file named by ``$CIN_STYLE_PRETRAINED``)."""
+        path = pretrained_path()
+        if not path.is_file():
+            raise ModelFileError(
+                f"no pretrained model at {path}: this build of cin-style ships without one (see docs/pretrained.md); "
+                f"give a model with -m/--model, or set {PRETRAINED_ENV} to a model file"
+            )
+        return cls.load(path, device=device)
 
     def save(self, path: str | os.PathLike, *, half: bool = False) -> Path:
         return write_model(path, self.transformer, self.styles, training=self.training, credits=self.credits, half=half)

@@ -32,6 +32,9 @@ examples:
   cin-style train experiment=paintings trainer.max_steps=200 data.batch_size=4
   cin-style export outputs/smoke/.../checkpoints/last.ckpt -o smoke.safetensors
   cin-style stylize -m smoke.safetensors photo.jpg -s "great_wave=0.7,starry_night=0.3" -o out.jpg
+  cin-style stylize -m smoke.safetensors photo.jpg -s starry_night --mask great_wave=sky.png --feather 16 -o out.jpg
+  cin-style stylize -m smoke.safetensors photo.jpg -s starry_night --preserve-color -o out.jpg
+  cin-style train experiment=add_styles base_model=smoke.safetensors 'new_styles=[identity]'
   cin-style optimize --content photo.jpg --style painting.jpg -o out.png
   cin-style evaluate -m smoke.safetensors --content photos/ --style-images paintings/ --json eval.json
 
@@ -74,6 +77,8 @@ def _train(argv: list[str]) -> int:
 def _load_model(args):
     from .api import StyleModel
 
+    if args.model is None:
+        return StyleModel.pretrained(device=args.device)
     return StyleModel.load(args.model, device=args.device)
 
 
@@ -106,20 +111,61 @@ def _tile(text: str) -> int | None:
     return value
 
 
+def _credits_from_manifest(manifest: Path, styles: list[str], training: dict) -> list[dict[str, str]]:
+    """Title, artist, year and licence of each style's painting, from a MANIFEST.csv (path,title,artist_or_author,year,...,license)."""
+    import csv
+
+    from .styles import IDENTITY
+
+    if not manifest.is_file():
+        raise CommandError(f"--credits {manifest}: no such file")
+    with open(manifest, newline="") as f:
+        rows = {Path(r["path"]).name: r for r in csv.DictReader(f) if r.get("path")}
+    files = training.get("style_files") or {}
+    credits, missing = [], []
+    for name in styles:
+        if name == IDENTITY:
+            continue
+        row = rows.get(files.get(name, "")) or next((r for fname, r in rows.items() if Path(fname).stem == name), None)
+        if row is None:
+            missing.append(name)
+            continue
+        credits.append({
+            "style": name, "title": row.get("title", ""), "artist": row.get("artist_or_author", ""),
+            "year": row.get("year", ""), "license": row.get("license", ""), "source": row.get("source", ""),
+        })  # fmt: skip
+    if missing:
+        raise CommandError(f"--credits {manifest}: no entry for style(s) {', '.join(missing)}")
+    return credits
+
+
 def _export(args) -> int:
     from .modelfile import read_model, write_model
 
     loaded = read_model(args.checkpoint)
-    out = write_model(args.output, loaded.transformer, loaded.styles, training=loaded.training, credits=loaded.credits, half=args.half)
+    credits = _credits_from_manifest(Path(args.credits), loaded.styles, loaded.training) if args.credits else loaded.credits
+    out = write_model(args.output, loaded.transformer, loaded.styles, training=loaded.training, credits=credits, half=args.half)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {len(loaded.styles)} styles)")
     return 0
 
 
 def _styles(args) -> int:
-    from .modelfile import read_model
+    from .api import pretrained_path
+    from .modelfile import ModelFileError, read_model
 
-    for name in read_model(args.model).styles:
-        print(name)
+    path = Path(args.model) if args.model else pretrained_path()
+    if args.model is None and not path.is_file():
+        raise ModelFileError(f"no pretrained model at {path}: this build ships without one; give a model file")
+    loaded = read_model(path)
+    credits = {c.get("style"): c for c in loaded.credits or []}
+    for name in loaded.styles:
+        c = credits.get(name)
+        if c and not args.names_only:
+            year = f", {c['year']}" if c.get("year") and c.get("year") != "unknown" else ""
+            licence = (c.get("license") or "licence not recorded").split(";")[0]  # the full text stays in the model file
+            print(f"{name}\t{c.get('title', '?')} ({c.get('artist', '?')}{year}); {licence}")
+        else:
+            print(name)
     return 0
 
 
@@ -224,6 +270,15 @@ def _stylize(args) -> int:
     from .images import ImageLoadError, load_image, save_image
 
     masks = _masks(args)
+    if args.demo:
+        from .api import demo_photo_path
+
+        if args.inputs:
+            raise CommandError("--demo stylizes the bundled photo; give either --demo or input files")
+        args.inputs = [str(demo_photo_path())]
+        args.all_styles = args.all_styles or (args.style is None and masks is None)
+    elif not args.inputs:
+        raise CommandError("give one or more photos or folders to stylize (or --demo)")
     if not args.all_styles and args.style is None and masks is None:
         raise CommandError("give a style with -s/--style NAME or a blend like -s 'a=0.7,b=0.3', masks with --mask STYLE=FILE, or --all-styles")
     output = Path(args.output)
@@ -366,7 +421,7 @@ def _evaluate(args) -> int:
     from tqdm.auto import tqdm
 
     from .data import find_images, load_center_crops, load_style_image
-    from .evaluate import SCHEMA, build_loss, evaluate_model, loss_config, markdown_table, summary
+    from .evaluate import SCHEMA, build_loss, evaluate_model, evaluated_styles, loss_config, markdown_table, summary
     from .images import save_image, to_pil
 
     json_path = Path(args.json) if args.json else None
@@ -379,7 +434,7 @@ def _evaluate(args) -> int:
     if not files:
         raise CommandError(f"{photos_dir}: no photos found")
     model = _load_model(args)
-    paintings = _style_paintings(Path(args.style_images) if args.style_images else None, model.styles, model.training)
+    paintings = _style_paintings(Path(args.style_images) if args.style_images else None, evaluated_styles(model.styles), model.training)
     config = loss_config(model.training)
     if args.style_size:
         config["style_size"] = args.style_size
@@ -434,7 +489,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_model(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-m", "--model", required=True, help="model file (.safetensors) or training checkpoint (.ckpt)")
+        p.add_argument("-m", "--model", default=None, help="model file (.safetensors) or training checkpoint (.ckpt); default: the bundled paintings model")
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
 
     def with_images(p: argparse.ArgumentParser) -> None:
@@ -450,15 +505,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a training checkpoint (.ckpt) or model file")
     p.add_argument("-o", "--output", required=True, help="the model file to write (.safetensors)")
     p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
+    p.add_argument("--credits", default=None, metavar="MANIFEST.csv", help="record each painting's title, artist, year and licence from this manifest")
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("styles", help="list a model's styles, one per line")
-    p.add_argument("model", help="model file or checkpoint")
+    p = sub.add_parser("styles", help="list a model's styles, one per line, with the paintings' credits")
+    p.add_argument("model", nargs="?", default=None, help="model file or checkpoint (default: the bundled paintings model)")
+    p.add_argument("--names-only", action="store_true", help="only the style names")
     p.set_defaults(func=_styles)
 
     p = sub.add_parser("stylize", help="stylize images or folders")
     with_model(p)
-    p.add_argument("inputs", nargs="+", help="image files and/or folders (folders are searched recursively)")
+    p.add_argument("inputs", nargs="*", help="image files and/or folders (folders are searched recursively)")
+    p.add_argument("--demo", action="store_true", help="stylize the bundled demo photo (every style, unless -s is given)")
     p.add_argument("-s", "--style", help="a style name or index, or a blend: 'starry_night=0.7,great_wave=0.3'")
     p.add_argument("--all-styles", action="store_true", help="one image per style, as a captioned contact sheet")
     p.add_argument("--strength", type=_unit, default=1.0, help="0 (the photo) to 1 (full style, default); needs a model with an identity row")
@@ -565,6 +623,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cin-style {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `cin-style styles | head`: the reader left; not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     finally:
         warnings.showwarning = shown
 

@@ -21,8 +21,9 @@ from torch import Tensor
 from .api import StyleModel
 from .loss import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, PerceptualLoss
 from .optimize import optimize_images
+from .styles import IDENTITY
 
-__all__ = ["SCHEMA", "LOSS_KEYS", "loss_config", "build_loss", "evaluate_model", "markdown_table"]
+__all__ = ["SCHEMA", "LOSS_KEYS", "loss_config", "build_loss", "evaluate_model", "evaluated_styles", "markdown_table"]
 
 SCHEMA = "cin-style-evaluate/1"
 
@@ -47,6 +48,11 @@ def build_loss(config: Mapping[str, Any], *, device: torch.device | str = "cpu",
     """A one-style :class:`PerceptualLoss` (targets are passed as Gram matrices) for ``config``."""
     kwargs = {k: v for k, v in config.items() if k != "style_size"}
     return PerceptualLoss(num_styles=1, vgg_weights=vgg_weights, **kwargs).to(device).eval()
+
+
+def evaluated_styles(styles: Sequence[str]) -> list[str]:
+    """The styles that have a painting to be compared with: all but the identity row."""
+    return [s for s in styles if s != IDENTITY]
 
 
 def _mean_terms(sums: dict[str, float], count: int) -> dict[str, float]:
@@ -74,12 +80,13 @@ def evaluate_model(
     ``style_images`` maps each of the model's style names to its painting (3, H, W), already
     at the style size. Returns ``{style: {"content", "style", "total"[, "optimized", "ratio"]}}``.
     """
-    missing = [s for s in model.styles if s not in style_images]
+    styles = evaluated_styles(model.styles)
+    missing = [s for s in styles if s not in style_images]
     if missing:
         raise ValueError(f"no painting for style(s) {', '.join(missing)}")
     device = model.device
     results: dict[str, dict[str, Any]] = {}
-    for name in model.styles:
+    for name in styles:
         grams = loss.style_grams(style_images[name].unsqueeze(0).to(device))
         weights = model.weights(name)
         sums: dict[str, float] = {}

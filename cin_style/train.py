@@ -90,6 +90,31 @@ class NonFiniteLossGuard(Callback):
             )
 
 
+class Throughput(Callback):
+    """Training images per second after a warm-up (compilation, caches, the first batches)."""
+
+    def __init__(self, warmup_steps: int = 10) -> None:
+        self.warmup_steps = warmup_steps
+        self.start: tuple[int, float] | None = None
+        self.end: tuple[int, float] | None = None
+        self.images = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        if self.start is None:
+            if trainer.global_step >= min(self.warmup_steps, max(1, trainer.max_steps // 2)):
+                self.start = (trainer.global_step, now)
+            return
+        self.images += batch.shape[0] * trainer.world_size
+        self.end = (trainer.global_step, now)
+
+    @property
+    def images_per_second(self) -> float | None:
+        if self.start is None or self.end is None or self.end[1] <= self.start[1]:
+            return None
+        return self.images / (self.end[1] - self.start[1])
+
+
 class DataRecord(Callback):
     """Stores in every checkpoint what evaluation needs to rebuild the style targets.
 
@@ -187,7 +212,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         save_top_k=-1 if cfg.keep_all_checkpoints else 1,
         save_last=True,
     )
-    callbacks = [checkpoint, SampleGridWriter(run_dir / "samples", num_images=cfg.sample_images), NonFiniteLossGuard(), DataRecord(data, base_style_files=base.training.get("style_files") if base else None)]
+    throughput = Throughput()
+    callbacks = [checkpoint, throughput, SampleGridWriter(run_dir / "samples", num_images=cfg.sample_images), NonFiniteLossGuard(), DataRecord(data, base_style_files=base.training.get("style_files") if base else None)]
     trainer: L.Trainer = instantiate(
         cfg.trainer, default_root_dir=str(run_dir), logger=_logger(run_dir), callbacks=callbacks, plugins=[AtomicCheckpointIO()]
     )
@@ -206,6 +232,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         "seconds": round(elapsed, 1),
         "last_checkpoint": str(last) if last else None,
         "metrics": metrics,
+        "images_per_second": throughput.images_per_second,
     }
-    print(f"finished {trainer.global_step} steps in {elapsed:.1f} s; last checkpoint: {summary['last_checkpoint']}")
+    speed = f" ({throughput.images_per_second:.1f} images/s after warm-up)" if throughput.images_per_second else ""
+    print(f"finished {trainer.global_step} steps in {elapsed:.1f} s{speed}; last checkpoint: {summary['last_checkpoint']}")
     return summary

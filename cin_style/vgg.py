@@ -104,9 +104,16 @@ def torchvision_cache_file() -> Path:
 
 
 def _features_only(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The ``features.*`` tensors; the convolutions present must be the first ones, without gaps.
+
+    A file truncated after the deepest layer a loss uses (e.g. conv4_3, carried to a machine
+    without internet) is accepted; :class:`VGG16Features` then checks that it reaches deep enough.
+    """
     out = {k: v for k, v in state.items() if k.startswith("features.")}
-    missing = [f"features.{i}.{p}" for i in CONV_INDICES for p in ("weight", "bias") if f"features.{i}.{p}" not in out]
-    if missing:
+    present = [all(f"features.{i}.{p}" in out for p in ("weight", "bias")) for i in CONV_INDICES]
+    depth = present.index(False) if False in present else len(present)
+    if depth == 0 or any(present[depth:]):
+        missing = [f"features.{i}" for i, ok in zip(CONV_INDICES, present) if not ok]
         raise VGGWeightsError(f"not a VGG-16 state dict: missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
     return out
 
@@ -295,6 +302,9 @@ class VGG16Features(nn.Module):
             state, self.weights_source = resolved.state_dict, resolved.source
         if state is not None:
             own = self.features.state_dict()
+            short = [k for k in own if f"features.{k}" not in state]
+            if short:
+                raise VGGWeightsError(f"the VGG-16 weights ({self.weights_source}) stop before features.{short[0]}, which {', '.join(self.layers)} need")
             self.features.load_state_dict({k: state[f"features.{k}"] for k in own})
         self.requires_grad_(False)
         self.eval()
