@@ -88,6 +88,17 @@ def tiles_figure(model: StyleModel, out: Path) -> None:
     save_image(sheet, out / "tiles.jpg", quality=85)
 
 
+def added_style_figure(added: StyleModel, scratch: StyleModel, out: Path) -> None:
+    """A style added to a trained network (convolutions frozen) next to a network trained on it from scratch."""
+    style = scratch.styles[0]
+    rows, labels = [], []
+    for name in ("chelsea", "coffee"):
+        photo = sample(name).resize((300, 200), Image.Resampling.LANCZOS)
+        rows.append([added.stylize(photo, style=style), scratch.stylize(photo, style=style)])
+        labels.append(["added to the 4-style network", "single-style network from scratch"] if not labels else ["", ""])
+    save_image(contact_sheet(rows, labels=labels), out / "added_style.jpg", quality=85)
+
+
 def flicker_figure(model: StyleModel, out: Path) -> dict[str, float]:
     """Consecutive-frame differences of a slow pan, plain and with 16 averaged phases."""
     still = np.asarray(sample("rocket"))
@@ -111,6 +122,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a trained multi-style model")
     parser.add_argument("--identity-model", default=None, help="a model with an identity row (for the strength picture)")
+    parser.add_argument("--added-model", default=None, help="a model with a style added by experiment=add_styles")
+    parser.add_argument("--scratch-model", default=None, help="a single-style model of that style trained from scratch")
     parser.add_argument("--out", default=str(REPO / "docs" / "figures"))
     args = parser.parse_args()
     out = Path(args.out)
@@ -124,6 +137,8 @@ def main() -> int:
     print(f"flicker on a 1-pixel-per-frame pan: plain {figures['plain']:.3f}, 16 phases {figures['steady_16']:.3f}")
     if args.identity_model:
         strength_figure(StyleModel.load(args.identity_model, device="cpu"), out)
+    if args.added_model and args.scratch_model:
+        added_style_figure(StyleModel.load(args.added_model, device="cpu"), StyleModel.load(args.scratch_model, device="cpu"), out)
     print(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
     return 0
 
