@@ -186,6 +186,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     identity = cfg.model.get("identity_row", False) or (base is not None and IDENTITY in list(cfg.new_styles))
     old_styles = base.styles if base is not None else []
     names = [*old_styles, *data.style_names, *([IDENTITY] if identity and IDENTITY not in old_styles else [])]
+    if not names:
+        raise ValueError("nothing to train: data.styles is empty; give paintings (data.styles or data.style_dir) or model.identity_row=true")
     module = StyleTransferModule(
         style_names=names,
         width=base.transformer.config.width if base is not None else cfg.model.width,

@@ -49,7 +49,8 @@ def test_style_specs(data_root):
     with pytest.raises(FileNotFoundError, match="missing.jpg"):
         load_style_specs([{"path": str(data_root / "missing.jpg")}])
     with pytest.raises(ValueError, match="no styles"):
-        load_style_specs([], None)
+        load_style_specs(None, None)
+    assert load_style_specs([], None) == []  # said explicitly: an identity row alone, for example
 
 
 def test_style_images_loaded_at_style_size(data_root):
