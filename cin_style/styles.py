@@ -65,7 +65,7 @@ def _index(key: str | int, names: Sequence[str]) -> int:
         return key
     if key in names:
         return list(names).index(key)
-    if isinstance(key, str) and key.isdigit() and int(key) < len(names):
+    if isinstance(key, str) and key.isascii() and key.isdigit() and int(key) < len(names):  # "²".isdigit() is True too
         return int(key)
     raise StyleError(f"unknown style {key!r}; {_known(names)}")
 

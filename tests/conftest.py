@@ -8,6 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_module
+from hypothesis import settings
+
+# Property tests draw the same examples on every run, so that CI is reproducible; run
+# HYPOTHESIS_PROFILE=explore python -m pytest tests/test_properties.py to search further.
+settings.register_profile("default", derandomize=True)
+settings.register_profile("explore", max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("CIN_STYLE_DATA", REPO.parent / "shared" / "data"))
