@@ -20,7 +20,7 @@ from .sheets import contact_sheet, interpolation_weights
 from .color import preserve_color as _preserve_color
 from .masks import MaskSource, check_mask_styles, mask_weights, stylize_regions
 from .styles import IDENTITY, StyleError, StyleSpec, style_weights
-from .tiling import stylize_tiled, tile_passes
+from .tiling import MIN_TILE, stylize_tiled, tile_passes
 
 __all__ = ["StyleModel", "OutOfMemory", "DEFAULT_TILE", "PRETRAINED_ENV", "pretrained_path", "demo_photo_path"]
 
@@ -130,8 +130,7 @@ class StyleModel:
         w = style_weights(style, self.styles)
         return w if strength == 1.0 else self._with_strength(w, strength)
 
-    def _with_strength(self, w: Tensor, strength: float) -> Tensor:
-        """Blend weights (N,) or maps (N, H, W) towards the identity row."""
+    def _check_strength(self, strength: float) -> None:
         if not (0.0 <= strength <= 1.0):  # also refuses NaN
             raise StyleError(f"strength must be between 0 and 1, got {strength}")
         if not self.has_identity:
@@ -139,6 +138,10 @@ class StyleModel:
                 f"this model has no {IDENTITY!r} row, so the strength dial is not available; train with "
                 f"model.identity_row=true, or add one: cin-style train experiment=add_styles base_model=MODEL 'new_styles=[{IDENTITY}]'"
             )
+
+    def _with_strength(self, w: Tensor, strength: float) -> Tensor:
+        """Blend weights (N,) or maps (N, H, W) towards the identity row."""
+        self._check_strength(strength)
         identity = torch.zeros_like(w)
         identity[self.styles.index(IDENTITY)] = 1.0
         return strength * w + (1 - strength) * identity
@@ -152,8 +155,8 @@ class StyleModel:
         always tiles with that tile side. Tiled results equal whole ones up to rounding
         (see :mod:`cin_style.tiling`). ``progress`` shows a progress bar for tiled work.
         """
-        if tile is not None and tile != 0 and tile < 32:
-            raise ValueError(f"tile must be 0 (off) or at least 32 pixels, got {tile}")
+        if tile is not None and tile != 0 and tile < MIN_TILE:
+            raise ValueError(f"tile must be 0 (off) or at least {MIN_TILE} pixels, got {tile}")
         batch = batch.to(self.device, torch.float32)
         w = weights.to(self.device)
         w = w.unsqueeze(0).expand(batch.shape[0], *w.shape) if w.dim() in (1, 3) else w
@@ -220,7 +223,7 @@ class StyleModel:
         else:
             check_mask_styles(masks, self.styles, base=style)
             if strength != 1.0:
-                self._with_strength(torch.ones(len(self.styles)) / len(self.styles), strength)
+                self._check_strength(strength)
 
             def weights_for(h: int, w: int) -> Tensor:
                 maps = mask_weights(masks, self.styles, (h, w), base=style, feather=feather)

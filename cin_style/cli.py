@@ -105,9 +105,11 @@ def _tile(text: str) -> int | None:
         return None
     if text in ("off", "0"):
         return 0
+    from .tiling import MIN_TILE
+
     value = _positive(text)
-    if value < 32:
-        raise argparse.ArgumentTypeError(f"a tile must be at least 32 pixels, got {value}")
+    if value < MIN_TILE:
+        raise argparse.ArgumentTypeError(f"a tile must be at least {MIN_TILE} pixels, got {value}")
     return value
 
 

@@ -34,7 +34,10 @@ from torch import Tensor
 
 from .model import ConvCIN, StyleTransformer
 
-__all__ = ["stylize_tiled", "tile_passes"]
+__all__ = ["MIN_TILE", "stylize_tiled", "tile_passes"]
+
+#: The smallest tile side (input pixels): below it the halos dwarf the tiles.
+MIN_TILE = 32
 
 Region = tuple[int, int, int, int]  # rows [r0, r1), columns [c0, c1)
 Activation = Callable[[Tensor], Tensor] | None
@@ -254,8 +257,8 @@ def stylize_tiled(
     ``tile`` is the side of a tile in input pixels (at least 32); ``progress`` is called
     once per tile evaluation (see :func:`tile_passes` for the total).
     """
-    if tile < 32:
-        raise ValueError(f"tile must be at least 32 pixels, got {tile}")
+    if tile < MIN_TILE:
+        raise ValueError(f"tile must be at least {MIN_TILE} pixels, got {tile}")
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
     if style.shape[0] != images.shape[0]:

@@ -42,6 +42,11 @@ class VideoStats:
 PHASE_SHIFTS = {1: (0,), 4: (0, 2), 16: (0, 1, 2, 3)}
 
 
+def _check_phases(phases: int) -> None:
+    if phases not in PHASE_SHIFTS:
+        raise ValueError(f"phases must be 1, 4 or 16, got {phases}")
+
+
 def phase_averaged(model: StyleModel, x: torch.Tensor, weights: torch.Tensor, phases: int) -> torch.Tensor:
     """The network's output averaged over shifts of the input by 0-3 pixels (its stride is 4).
 
@@ -51,8 +56,7 @@ def phase_averaged(model: StyleModel, x: torch.Tensor, weights: torch.Tensor, ph
     (16 passes; 4 for a 2-pixel grid) makes the result nearly shift-equivariant: the strokes
     move with the scene. The price is that many passes, and slightly softer strokes.
     """
-    if phases not in PHASE_SHIFTS:
-        raise ValueError(f"phases must be 1, 4 or 16, got {phases}")
+    _check_phases(phases)
     if phases == 1:
         return model.stylize_tensor(x, weights)
     h, w = x.shape[-2:]
@@ -79,8 +83,7 @@ def stylize_frames(
 
     ``phases`` > 1 averages sub-stride shifts against flicker (see :func:`phase_averaged`).
     """
-    if phases not in PHASE_SHIFTS:
-        raise ValueError(f"phases must be 1, 4 or 16, got {phases}")
+    _check_phases(phases)
     batch: list[np.ndarray] = []
     count = 0
 
@@ -168,8 +171,7 @@ def stylize_video(
     src, dst = Path(src), Path(dst)
     start_w = model.weights(style)
     end_w = model.weights(to_style) if to_style is not None else start_w
-    if phases not in PHASE_SHIFTS:
-        raise ValueError(f"phases must be 1, 4 or 16, got {phases}")
+    _check_phases(phases)
     try:
         container = av.open(str(src))
     except (av.error.FFmpegError, OSError) as err:
