@@ -101,12 +101,32 @@ class ConditionalInstanceNorm2d(nn.Module):
         return normalized * gamma.to(x.dtype) + beta.to(x.dtype)
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        if style.dim() == 2 and self.statistics is None:
+            return self._fused(x, style)
         style_map = self.style_map(style, (x.shape[-2], x.shape[-1]))
         if self.statistics is not None:
             mean, var = self.statistics(x, style_map)
         else:
             var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, unbiased=False)
         return self.normalize(x, mean, var, style_map)
+
+    def _fused(self, x: Tensor, style: Tensor) -> Tensor:
+        """The common case, one style row per sample, in one native kernel.
+
+        Instance norm of (B, C, H, W) is batch norm of (1, B*C, H, W) in training mode, so the
+        blended (B, C) gamma/beta go in as that batch norm's per-channel affine. This does the
+        same arithmetic as :meth:`normalize` in one pass over ``x`` instead of five (mean,
+        variance, subtract, scale, shift): at 512x512 on a CPU the norms cost a fifth of the
+        network before, and now no more than the plain InstanceNorm2d of the reference network.
+        The kernel accumulates its statistics in float32 whatever the input's dtype.
+        """
+        if style.shape[1] != self.num_styles:
+            raise ValueError(f"style weights have {style.shape[1]} styles, the layer has {self.num_styles}")
+        b, c, h, w = x.shape
+        style = style.to(self.gamma.dtype)
+        gamma, beta = style @ self.gamma, style @ self.beta
+        y = F.batch_norm(x.reshape(1, b * c, h, w), None, None, gamma.reshape(-1), beta.reshape(-1), training=True, eps=self.eps)
+        return y.reshape(b, c, h, w)
 
 
 #: ``(index of the norm, its input x, its style map) -> (mean, var)``, broadcastable to x.
@@ -155,10 +175,41 @@ class ConvCIN(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, bias=False)
         self.norm = ConditionalInstanceNorm2d(out_channels, num_styles=num_styles)
 
-    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+    def convolve(self, x: Tensor) -> Tensor:
+        """The convolution (after the optional x2 upsampling), before the norm."""
+        if self.upsample and self.conv.kernel_size == (3, 3) and self.conv.stride == (1, 1):
+            return _upsample_conv3x3(x, self.conv.weight)
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
-        return self.norm(self.conv(self.pad(x)), style)
+        return self.conv(self.pad(x))
+
+    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        return self.norm(self.convolve(x), style)
+
+
+# _PHASE_TAPS[a][k', k] = 1 where tap k of a 3x3 kernel, applied to a nearest-x2 upsampled image
+# at output phase a (even or odd row), reads the same source pixel as tap k' of the low-resolution
+# window: phase 0 reads rows (i-1, i, i), phase 1 reads rows (i, i, i+1).
+_PHASE_TAPS = torch.tensor([[[1, 0, 0], [0, 1, 1], [0, 0, 0]], [[0, 0, 0], [1, 1, 0], [0, 0, 1]]], dtype=torch.float32)
+
+
+def _upsample_conv3x3(x: Tensor, weight: Tensor) -> Tensor:
+    """``conv3x3(reflect_pad(upsample_nearest_x2(x)))`` without building the upsampled image.
+
+    Nearest upsampling repeats every pixel 2x2, so each of the four output phases (even/odd
+    row, even/odd column) is a convolution of ``x`` itself whose 3x3 taps are sums of the
+    original taps: at most 2x2 of them are non-zero, which is 2.25 times fewer multiply-adds
+    than the 3x3 convolution at the upsampled size (the same idea as sub-pixel convolution,
+    Shi et al. 2016, run backwards). The four phases are computed as one convolution with four
+    times the output channels and interleaved by ``pixel_shuffle``. Reflection padding of the
+    upsampled image by one pixel reads exactly the edge pixel of ``x``, so replication padding
+    of ``x`` gives the same borders. The result equals the direct computation up to rounding.
+    """
+    taps = _PHASE_TAPS.to(weight)
+    phased = torch.einsum("aYy,bXx,oiyx->oabiYX", taps, taps, weight)
+    out_ch, in_ch = weight.shape[:2]
+    y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), phased.reshape(out_ch * 4, in_ch, 3, 3))
+    return F.pixel_shuffle(y, 2)
 
 
 class ResidualBlock(nn.Module):

@@ -1,8 +1,10 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cin_style import ConditionalInstanceNorm2d, StyleTransformer, one_hot_styles
+from cin_style.model import ConvCIN
 
 
 def _counts(net: StyleTransformer) -> tuple[int, int]:
@@ -78,3 +80,20 @@ def test_rejects_bad_inputs():
         net(torch.rand(1, 4, 8, 8), one_hot_styles([0], 2))
     with pytest.raises(ValueError, match="style-weight rows"):
         net(torch.rand(2, 3, 8, 8), one_hot_styles([0], 2))
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 1, 1), (1, 5, 3, 4), (1, 5, 9, 6)])
+def test_upsampling_layer_equals_upsample_reflect_pad_conv(shape):
+    """The decoder's phase-decomposed convolution must equal the layer it replaces, nearest x2
+    upsampling + reflection padding + 3x3 convolution, in value and in gradient."""
+    torch.manual_seed(0)
+    layer = ConvCIN(5, 7, kernel_size=3, upsample=True, num_styles=1)
+    x = torch.randn(shape, requires_grad=True)
+    upstream = torch.randn(shape[0], 7, 2 * shape[2], 2 * shape[3])
+    direct = layer.conv(F.pad(F.interpolate(x, scale_factor=2, mode="nearest"), (1, 1, 1, 1), mode="reflect"))
+    (gx, gw) = torch.autograd.grad((direct * upstream).sum(), (x, layer.conv.weight))
+    fast = layer.convolve(x)
+    (fx, fw) = torch.autograd.grad((fast * upstream).sum(), (x, layer.conv.weight))
+    assert fast.shape == direct.shape
+    assert torch.allclose(fast, direct, atol=1e-5)
+    assert torch.allclose(fx, gx, atol=1e-4) and torch.allclose(fw, gw, atol=1e-4)
