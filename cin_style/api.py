@@ -18,6 +18,7 @@ from .model import StyleTransformer
 from .modelfile import ModelFileError, read_model, write_model
 from .sheets import contact_sheet, interpolation_weights
 from .color import preserve_color as _preserve_color
+from .fast import CompiledTransformer
 from .masks import MaskSource, check_mask_styles, mask_weights, stylize_regions
 from .styles import IDENTITY, StyleError, StyleSpec, style_weights
 from .tiling import MIN_TILE, stylize_tiled, tile_passes
@@ -92,6 +93,7 @@ class StyleModel:
         self.credits = credits
         self.device = torch.device(device) if device is not None else _default_device()
         self.transformer = transformer.to(self.device).eval()
+        self.compiled: CompiledTransformer | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | torch.device | None = None) -> StyleModel:
@@ -115,6 +117,17 @@ class StyleModel:
 
     def __repr__(self) -> str:
         return f"StyleModel({len(self.styles)} styles: {', '.join(self.styles[:5])}{', ...' if len(self.styles) > 5 else ''}; device={self.device})"
+
+    def accelerate(self, *, dtype: torch.dtype | None = torch.bfloat16, channels_last: bool = True, compile: bool = True, mode: str | None = None) -> StyleModel:
+        """Stylize whole images through a compiled bfloat16 channels-last copy of the network
+        (:class:`~cin_style.fast.CompiledTransformer`); for GPUs and long runs of same-sized images.
+
+        The first image of each size compiles (tens of seconds); every later one, with any style
+        or blend, reuses that graph. Tiled work, per-pixel masks and out-of-memory fall-backs keep
+        the plain float32 network. Returns ``self``.
+        """
+        self.compiled = CompiledTransformer(self.transformer, dtype=dtype, channels_last=channels_last, compile=compile, mode=mode)
+        return self
 
     @property
     def has_identity(self) -> bool:
@@ -166,6 +179,8 @@ class StyleModel:
         if tile:
             return self._tiled(batch, w, tile, progress)
         try:
+            if self.compiled is not None and w.dim() == 2:
+                return self.compiled(batch, w)
             return self.transformer(batch, w)
         except Exception as err:  # noqa: BLE001 - only out-of-memory errors are handled, the rest re-raised
             if not _is_out_of_memory(err):

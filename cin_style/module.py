@@ -40,6 +40,11 @@ class StyleTransferModule(L.LightningModule):
             ``style_names`` has one) to reproduce the photo; it is the strength dial's zero.
         frozen_styles: the first ``frozen_styles`` rows and every convolution stay exactly as
             they are (adding styles to a trained network); only the later rows are trained.
+        seed: seeds each step's style draw, which depends only on (seed, step) and the sample's
+            place in the global batch, so that N processes (DDP) draw what one process would.
+        channels_last: keep the transformer and VGG-16 in NHWC memory (faster convolutions on GPUs).
+        compile: run the transformer and the loss through ``torch.compile`` as one graph, so
+            that norms, activations and Gram matrices fuse into few kernels (GPU experiments).
     """
 
     def __init__(
@@ -53,6 +58,9 @@ class StyleTransferModule(L.LightningModule):
         style_sampling: str = "uniform",
         identity_weight: float = 1000.0,
         frozen_styles: int = 0,
+        seed: int = 0,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if not style_names:
@@ -73,8 +81,14 @@ class StyleTransferModule(L.LightningModule):
         self.style_sampling = style_sampling
         self.identity_weight = identity_weight
         self.frozen_styles = frozen_styles
+        self.seed = seed
         if frozen_styles:
             self._freeze(frozen_styles)
+        if channels_last:
+            self.transformer.to(memory_format=torch.channels_last)
+            self.loss.vgg.to(memory_format=torch.channels_last)
+        self.channels_last = channels_last
+        self._scored = torch.compile(self._score, dynamic=False) if compile else self._score
 
     def _freeze(self, rows: int) -> None:
         """Keep every convolution and the first ``rows`` gamma/beta rows exactly as they are."""
@@ -113,13 +127,23 @@ class StyleTransferModule(L.LightningModule):
         return self.transformer(images, style)
 
     def draw_styles(self, batch_size: int) -> Tensor:
+        """Each sample's style for this step.
+
+        The draw is made for the whole global batch (every process's samples) from ``(seed,
+        step)`` alone, and this process takes every ``world_size``-th pick from its rank on,
+        the samples the sharded sampler (:class:`cin_style.data.ShardedRandomSampler`) gives it.
+        So a run on N processes trains on exactly the (photo, style) pairs of a run on one.
+        """
         n = len(self.trainable_styles)
+        trainer = self._trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        total = batch_size * world
         if self.style_sampling == "cycle":
-            start = self.global_step * batch_size
-            picks = torch.arange(start, start + batch_size, device=self.device) % n
+            picks = torch.arange(self.global_step * total, (self.global_step + 1) * total) % n
         else:
-            picks = torch.randint(0, n, (batch_size,), device=self.device)
-        return picks + self.frozen_styles
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.global_step)
+            picks = torch.randint(0, n, (total,), generator=generator)
+        return picks[rank::world] + self.frozen_styles  # on the CPU: logging per style needs no device sync
 
     def losses(self, output: Tensor, content: Tensor, style_index: Tensor) -> LossTerms:
         """The perceptual loss terms; samples of the identity row add its pixel loss to their content term
@@ -131,17 +155,23 @@ class StyleTransferModule(L.LightningModule):
             terms.content = terms.content + self.identity_weight * is_identity * pixel
         return terms
 
-    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        style_index = self.draw_styles(batch.shape[0])
+    def _score(self, batch: Tensor, style_index: Tensor) -> LossTerms:
+        """Stylize ``batch`` with each sample's style and score it: the graph ``compile`` compiles."""
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
         output = self.transformer(batch, one_hot_styles(style_index, self.num_styles).to(batch))
-        terms = self.losses(output, batch, style_index)
+        return self.losses(output, batch, style_index)
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        drawn = self.draw_styles(batch.shape[0])
+        terms = self._scored(batch, drawn.to(self.device, non_blocking=True))
         means = terms.means()
         self.log_dict({f"train/{k}": v for k, v in means.items()}, prog_bar=False, batch_size=batch.shape[0])
         self.log("loss", means["total"], prog_bar=True, logger=False, batch_size=batch.shape[0])
         total = terms.total.detach()
-        for s in style_index.unique().tolist():
-            picked = style_index == s
-            self.log(f"train_style/{self.style_names[s]}", total[picked].mean(), batch_size=int(picked.sum()))
+        for s in drawn.unique().tolist():
+            picked = drawn == s
+            self.log(f"train_style/{self.style_names[s]}", total[picked.to(self.device)].mean(), batch_size=int(picked.sum()))
         return means["total"]
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
@@ -149,9 +179,11 @@ class StyleTransferModule(L.LightningModule):
         for s in self.trainable_styles:
             index = torch.full((b,), s, device=batch.device, dtype=torch.long)
             terms = self.losses(self.transformer(batch, one_hot_styles(index, self.num_styles).to(batch)), batch, index)
+            # Every process validates every photo, so averaging across processes changes nothing
+            # but keeps the logged values identical on all of them.
             for key, value in terms.means().items():
-                self.log(f"val/{key}", value, batch_size=b * len(self.trainable_styles), on_epoch=True)
-            self.log(f"val_style/{self.style_names[s]}", terms.total.mean(), batch_size=b, on_epoch=True)
+                self.log(f"val/{key}", value, batch_size=b * len(self.trainable_styles), on_epoch=True, sync_dist=True)
+            self.log(f"val_style/{self.style_names[s]}", terms.total.mean(), batch_size=b, on_epoch=True, sync_dist=True)
 
     @torch.no_grad()
     def sample_grid(self, content: Tensor) -> Tensor:

@@ -19,6 +19,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from .data import StyleTransferDataModule
@@ -29,6 +30,10 @@ from .module import StyleTransferModule
 from .styles import IDENTITY
 
 __all__ = ["train", "AtomicCheckpointIO", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard"]
+
+
+#: print, in the first process of a distributed run only.
+_say = rank_zero_only(print)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -197,13 +202,16 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         style_sampling=cfg.optim.style_sampling,
         identity_weight=cfg.model.get("identity_weight", 1000.0),
         frozen_styles=len(old_styles),
+        seed=cfg.seed,
+        channels_last=cfg.model.get("channels_last", False),
+        compile=cfg.model.get("compile", False),
     )
     if base is not None:
         module.transformer.load_state_dict(base.transformer.with_new_styles(len(names) - len(old_styles)).state_dict())
-        print(f"base model {cfg.base_model}: {len(old_styles)} style(s) and every convolution frozen")
-    print(f"VGG-16 weights: {module.loss.vgg.weights_source}")
+        _say(f"base model {cfg.base_model}: {len(old_styles)} style(s) and every convolution frozen")
+    _say(f"VGG-16 weights: {module.loss.vgg.weights_source}")
     trained = [names[i] for i in module.trainable_styles]
-    print(f"training {len(trained)} style(s): {', '.join(trained)}")
+    _say(f"training {len(trained)} style(s): {', '.join(trained)}")
     module.set_style_targets(dict(zip(data.style_names, data.load_style_images())))
 
     checkpoint = ModelCheckpoint(
@@ -237,5 +245,5 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         "images_per_second": throughput.images_per_second,
     }
     speed = f" ({throughput.images_per_second:.1f} images/s after warm-up)" if throughput.images_per_second else ""
-    print(f"finished {trainer.global_step} steps in {elapsed:.1f} s{speed}; last checkpoint: {summary['last_checkpoint']}")
+    _say(f"finished {trainer.global_step} steps in {elapsed:.1f} s{speed}; last checkpoint: {summary['last_checkpoint']}")
     return summary
