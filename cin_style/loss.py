@@ -169,7 +169,8 @@ class PerceptualLoss(nn.Module):
             if style_grams is None:
                 if style_index is None:
                     raise ValueError("give style_index (stored targets) or style_grams")
-                if not bool(self.targets_set):
+                # (Reading the flag syncs with the device; a compiled step skips the check, the eager one made it already.)
+                if not torch.compiler.is_compiling() and not bool(self.targets_set):
                     raise RuntimeError("style targets were never set: call set_style_targets() first")
                 style_index = style_index.to(self.style_multipliers.device).long()
                 targets = {name: self.gram_targets(name)[style_index] for name in self.style_layers}

@@ -94,6 +94,14 @@ class ConditionalInstanceNorm2d(nn.Module):
         :meth:`forward` passes the statistics of ``x`` itself; exact tiled inference
         (:mod:`cin_style.tiling`) passes statistics gathered over the whole image.
         """
+        if style_map.shape[-2:] == (1, 1) and mean.shape[-2:] == (1, 1):
+            # Per-sample weights and per-sample statistics: one fused pass, as in _fused.
+            b, c, h, w = x.shape
+            gamma, beta = (t.reshape(b * c) for t in self.affine(style_map))
+            y = F.batch_norm(
+                x.reshape(1, b * c, h, w), mean.reshape(b * c).float(), var.reshape(b * c).float(), gamma, beta, training=False, eps=self.eps
+            )
+            return y.reshape(b, c, h, w)
         gamma, beta = self.affine(style_map)
         # Normalize in float32 even under autocast: the variance of a small map in bf16 is
         # too coarse and the layer's whole job is these statistics.
@@ -175,9 +183,14 @@ class ConvCIN(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, bias=False)
         self.norm = ConditionalInstanceNorm2d(out_channels, num_styles=num_styles)
 
+    @property
+    def phased(self) -> bool:
+        """Whether the upsampling convolution runs as four phases at the input's resolution (see :func:`_upsample_conv3x3`)."""
+        return self.upsample and self.conv.kernel_size == (3, 3) and self.conv.stride == (1, 1)
+
     def convolve(self, x: Tensor) -> Tensor:
         """The convolution (after the optional x2 upsampling), before the norm."""
-        if self.upsample and self.conv.kernel_size == (3, 3) and self.conv.stride == (1, 1):
+        if self.phased:
             return _upsample_conv3x3(x, self.conv.weight)
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
@@ -205,11 +218,30 @@ def _upsample_conv3x3(x: Tensor, weight: Tensor) -> Tensor:
     upsampled image by one pixel reads exactly the edge pixel of ``x``, so replication padding
     of ``x`` gives the same borders. The result equals the direct computation up to rounding.
     """
+    return phase_conv3x3(replicate_pad(x, (1, 1, 1, 1)), weight)
+
+
+def replicate_pad(x: Tensor, pads: tuple[int, int, int, int]) -> Tensor:
+    """``F.pad(x, pads, mode="replicate")`` for pads of 0 or 1, written as concatenations.
+
+    The same values; but unlike the native replication-pad kernel its backward pass compiles
+    correctly for channels-last tensors (torch.compile's inductor, PyTorch 2.14, checks a wrong
+    stride for ``replication_pad2d_backward``).
+    """
+    left, right, top, bottom = pads
+    rows = [x[..., :1, :]] * top + [x] + [x[..., -1:, :]] * bottom
+    x = torch.cat(rows, dim=-2) if len(rows) > 1 else x
+    cols = [x[..., :1]] * left + [x] + [x[..., -1:]] * right
+    return torch.cat(cols, dim=-1) if len(cols) > 1 else x
+
+
+def phase_conv3x3(padded: Tensor, weight: Tensor) -> Tensor:
+    """The four phases of :func:`_upsample_conv3x3` over an already padded window, interleaved:
+    an (h + 2, w + 2) window gives the (2h, 2w) upsampled output of its inner (h, w) pixels."""
     taps = _PHASE_TAPS.to(weight)
     phased = torch.einsum("aYy,bXx,oiyx->oabiYX", taps, taps, weight)
     out_ch, in_ch = weight.shape[:2]
-    y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), phased.reshape(out_ch * 4, in_ch, 3, 3))
-    return F.pixel_shuffle(y, 2)
+    return F.pixel_shuffle(F.conv2d(padded, phased.reshape(out_ch * 4, in_ch, 3, 3)), 2)
 
 
 class ResidualBlock(nn.Module):

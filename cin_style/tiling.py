@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .model import ConvCIN, StyleTransformer
+from .model import ConvCIN, StyleTransformer, phase_conv3x3, replicate_pad
 
 __all__ = ["MIN_TILE", "stylize_tiled", "tile_passes"]
 
@@ -122,6 +122,8 @@ class _Chain:
     def pre(self, i: int, region: Region) -> Tensor:
         """Layer ``i``'s convolution output (before its norm) over ``region``."""
         step = self.steps[i]
+        if step.layer.phased:
+            return self._pre_phased(i, region)
         conv = step.layer.conv
         k, s = conv.kernel_size[0], conv.stride[0]
         p = k // 2
@@ -145,6 +147,23 @@ class _Chain:
             # the whole-image forward pass; inside the image the neighbours are real pixels.
             x = F.pad(x, (left, right, top, bottom), mode="reflect")
         return conv(x)
+
+    def _pre_phased(self, i: int, region: Region) -> Tensor:
+        """:meth:`pre` for an upsampling layer computed at the input's resolution (:func:`phase_conv3x3`).
+
+        The output rows [r0, r1) come from input rows [r0 // 2, (r1 - 1) // 2] and one more on
+        either side; at the image border that neighbour is the edge pixel repeated, as the
+        whole-image pass pads it.
+        """
+        r0, r1, c0, c1 = region
+        h, w = self.steps[i].in_size
+        a0, a1, b0, b1 = r0 // 2, (r1 - 1) // 2 + 1, c0 // 2, (c1 - 1) // 2 + 1
+        x = self._input(i, (max(0, a0 - 1), min(h, a1 + 1), max(0, b0 - 1), min(w, b1 + 1)))
+        pads = (int(b0 == 0), int(b1 == w), int(a0 == 0), int(a1 == h))
+        if any(pads):
+            x = replicate_pad(x, pads)
+        y = phase_conv3x3(x, self.steps[i].layer.conv.weight)
+        return y[..., r0 - 2 * a0 : r1 - 2 * a0, c0 - 2 * b0 : c1 - 2 * b0]
 
     def post(self, i: int, region: Region) -> Tensor:
         """Layer ``i``'s output after its norm (with whole-image statistics) and activation."""
