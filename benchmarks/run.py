@@ -9,7 +9,8 @@ Rows (each measured in a fresh process, so that peak memory is that row's own):
 * ``training``: images/s of a training step at 256x256, batch 16, with the full VGG-16 loss
   (content + 4 style layers), forward, backward and optimizer update, ours and reference;
 * ``styles``: our training step with N = 1, 8 and 32 styles (the cost must not grow with N);
-* ``pixels``: our inference time per megapixel from 256x256 to 2048x2048 (it must stay flat).
+* ``pixels``: our inference time per megapixel from 256x256 to 2048x2048, whole-image passes
+  (it must stay flat).
 
 "Ours" is the product path: :meth:`cin_style.StyleModel.stylize_tensor` (which tiles 4K
 frames on a CPU) and :class:`cin_style.StyleTransferModule`'s training step; on CUDA with
@@ -147,8 +148,10 @@ def _inference(spec: dict, device: torch.device) -> dict:
         weights = [model.weights(i % 4) for i in range(spec["warmup"] + spec["repeats"])]  # a new style each call: no recompiles
         calls = iter(weights)
 
+        tile = spec.get("tile")  # None: the product's own policy (tiles for a 4K frame on a CPU)
+
         def run() -> object:
-            return model.stylize_tensor(x, next(calls))
+            return model.stylize_tensor(x, next(calls), tile=tile)
 
     times = _timer(device, run, warmup=spec["warmup"], repeats=spec["repeats"])
     return {"seconds": times, "peak_bytes": _peak_bytes(device)}
@@ -244,9 +247,10 @@ def _shape(spec: dict) -> str:
     return f"{spec['size']}^2 b{spec['batch']} N={spec.get('styles', 1)}"
 
 
-def suite(device: str, quick: bool, only: set[str]) -> dict:
+def suite(device: str, quick: bool, only: set[str], repeats: int | None = None) -> dict:
     cpu = device == "cpu"
-    warmup, repeats = (1, 2) if quick else ((1, 3) if cpu else (10, 30))
+    warmup, default_repeats = (1, 2) if quick else ((1, 3) if cpu else (10, 30))
+    repeats = repeats or default_repeats
     base = {"device": device, "warmup": warmup, "repeats": repeats}
     rows: dict[str, list[dict]] = {}
 
@@ -275,7 +279,8 @@ def suite(device: str, quick: bool, only: set[str]) -> dict:
         sides = PIXEL_SIDES[:3] if quick and cpu else PIXEL_SIDES
         rows["pixels"] = []
         for side in sides:
-            spec = {**base, "kind": "inference", "impl": "ours", "height": side, "width": side, "batch": 1}
+            # Whole-image passes (tile=0): the network's own cost growth, not the tiler's.
+            spec = {**base, "kind": "inference", "impl": "ours", "height": side, "width": side, "batch": 1, "tile": 0}
             row = _row(spec, 1, transformer_flops(side, side))
             if "median_s" in row:
                 row["seconds_per_megapixel"] = row["median_s"] / (side * side / 1e6)
@@ -336,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (and batch 1 / 4 and no 2048^2 on a CPU): minutes, not tens of minutes")
     parser.add_argument("--only", default="inference,training,styles,pixels", help="comma-separated subset of the rows")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per row (default 3 on a CPU, 30 on a GPU; 2 with --quick)")
     parser.add_argument("--json", help="write every measurement here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -355,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "command": command.strip(),
         "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE", "1"),
-        "rows": suite(args.device, args.quick, only),
+        "rows": suite(args.device, args.quick, only, args.repeats),
     }
     results["ratios"] = ratios(results["rows"])
     results["markdown"] = markdown(results)

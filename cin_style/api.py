@@ -49,8 +49,9 @@ def demo_photo_path() -> Path:
 #: of tensors on CPU, and smaller tiles do not make it faster.
 DEFAULT_TILE = 256
 
-#: Above this many pixels per batch the CPU goes tiled by default: the whole-image forward
-#: pass needs about 0.9 GB per megapixel there, the tiled one a bounded amount.
+#: Above this many pixels per pass the CPU works in pieces by default: the whole-image forward
+#: pass needs about 0.9 GB per megapixel there. A batch of smaller images goes through in
+#: groups of at most this many pixels; a single larger image in exact tiles.
 CPU_WHOLE_PIXEL_LIMIT = 2_000_000
 
 
@@ -173,9 +174,13 @@ class StyleModel:
         batch = batch.to(self.device, torch.float32)
         w = weights.to(self.device)
         w = w.unsqueeze(0).expand(batch.shape[0], *w.shape) if w.dim() in (1, 3) else w
-        pixels = batch.shape[0] * batch.shape[-2] * batch.shape[-1]
-        if tile is None and self.device.type == "cpu" and pixels > CPU_WHOLE_PIXEL_LIMIT:
-            tile = DEFAULT_TILE
+        per_image = batch.shape[-2] * batch.shape[-1]
+        if tile is None and self.device.type == "cpu" and batch.shape[0] * per_image > CPU_WHOLE_PIXEL_LIMIT:
+            if per_image > CPU_WHOLE_PIXEL_LIMIT:
+                tile = DEFAULT_TILE
+            else:  # whole images, a few at a time: bounded memory without the tiles' recomputation
+                group = CPU_WHOLE_PIXEL_LIMIT // per_image
+                return torch.cat([self.stylize_tensor(batch[i : i + group], w[i : i + group], tile=0) for i in range(0, batch.shape[0], group)])
         if tile:
             return self._tiled(batch, w, tile, progress)
         try:

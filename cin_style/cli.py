@@ -379,6 +379,8 @@ def _video(args) -> int:
     if not Path(args.input).is_file():
         raise CommandError(f"{args.input}: no such file")
     model = _load_model(args)
+    if args.compile:
+        model.accelerate()
     stats = stylize_video(model, args.input, args.output, args.style, to_style=args.to_style, batch_size=args.batch_size, phases=args.steady)
     print(f"wrote {args.output}: {stats.frames} frames at {stats.width}x{stats.height}, {float(stats.rate):.3g} fps; stylized at {stats.fps:.1f} frames/s on {model.device}")
     return 0
@@ -597,6 +599,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--steady", type=int, choices=[1, 4, 16], default=1,
         help="average 4 or 16 sub-pixel-shifted passes per frame: less flicker on camera motion, 4x or 16x the work (default 1: off)",
+    )  # fmt: skip
+    p.add_argument(
+        "--compile", action="store_true",
+        help="run a compiled bfloat16 channels-last graph (for GPUs: the first batch waits for compilation; --to-style blends reuse the graph)",
     )  # fmt: skip
     p.set_defaults(func=_video)
 

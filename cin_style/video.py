@@ -89,10 +89,15 @@ def stylize_frames(
 
     def flush() -> Iterator[np.ndarray]:
         nonlocal count
+        n = len(batch)
+        weights = [weights_at(count + i) for i in range(n)]
+        if model.compiled is not None and n < batch_size:
+            # A compiled graph is specialised to its batch size: pad the last batch rather than compile another.
+            batch.extend([batch[-1]] * (batch_size - n))
+            weights.extend([weights[-1]] * (batch_size - n))
         x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div_(255)
-        weights = torch.stack([weights_at(count + i) for i in range(len(batch))])
-        y = phase_averaged(model, x, weights, phases)
-        count += len(batch)
+        y = phase_averaged(model, x, torch.stack(weights), phases)[:n]
+        count += n
         batch.clear()
         yield from y.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 

@@ -135,3 +135,21 @@ def test_stylizing_a_folder_on_two_processes_writes_what_one_process_writes(tmp_
         a = np.asarray(Image.open(tmp_path / "one" / name), dtype=np.int16)
         b = np.asarray(Image.open(tmp_path / "two" / name), dtype=np.int16)
         assert a.shape == b.shape and np.abs(a - b).max() <= 2  # JPEG of (nearly) the same pixels
+
+
+def test_training_on_device_photos_is_training_on_loaded_photos(tmp_path, compose_config, data_root):
+    """data.on_device=true (the GPU experiment's input pipeline, here on the CPU) cuts the same
+    crops in the same order, so two runs differ in nothing but where the crops are cut."""
+    from cin_style.train import train
+
+    weights = []
+    for on_device in (False, True):
+        cfg = compose_config("experiment=smoke", f"data_root={data_root}", "model.width=0.25", "trainer.max_steps=3",
+                             "trainer.val_check_interval=3", "checkpoint_every=3", f"data.on_device={on_device}")  # fmt: skip
+        summary = train(cfg, tmp_path / f"on_device_{on_device}")
+        state = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+        weights.append({k: v for k, v in state.items() if k.startswith("transformer.")})
+    loaded, on_device = weights
+    assert loaded.keys() == on_device.keys()
+    for key, value in loaded.items():
+        assert torch.equal(value, on_device[key]), key

@@ -95,6 +95,25 @@ def test_explicit_tile_gives_the_whole_result(model):
     assert (tiled - whole).abs().max().item() < 2e-5
 
 
+def test_cpu_policy_groups_a_batch_of_small_images_and_tiles_only_a_large_one(model, monkeypatch):
+    """Above the CPU's whole-pass limit a batch of small images goes through whole, a few at a time
+    (no tiling overhead); only an image that alone exceeds the limit is tiled."""
+    import cin_style.api as api
+
+    monkeypatch.setattr(api, "CPU_WHOLE_PIXEL_LIMIT", 2 * 48 * 48)
+    batches, tiled = [], []
+    real_forward, real_tiled = model.transformer.forward, model._tiled
+    monkeypatch.setattr(model.transformer, "forward", lambda x, w: batches.append(len(x)) or real_forward(x, w))
+    monkeypatch.setattr(model, "_tiled", lambda *a: tiled.append(1) or real_tiled(*a))
+    x = torch.rand(5, 3, 48, 48)
+    w = model.weights("c")
+    got = model.stylize_tensor(x, w)
+    assert batches == [2, 2, 1] and not tiled
+    assert (got - real_forward(x, w.expand(5, -1))).abs().max().item() < 1e-6
+    model.stylize_tensor(torch.rand(1, 3, 64, 64), w)
+    assert tiled == [1]
+
+
 def _raise_oom(*args, **kwargs):
     raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
