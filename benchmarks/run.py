@@ -121,7 +121,7 @@ def training_flops(size: int) -> int:
 # -- one row, in its own process ------------------------------------------------------------
 
 
-def _random_styles(net: StyleTransformer) -> StyleTransformer:
+def random_styles(net: StyleTransformer) -> StyleTransformer:
     """Random gamma/beta: the cost of a pass does not depend on what the network has learnt."""
     torch.manual_seed(0)
     with torch.no_grad():
@@ -142,7 +142,7 @@ def _inference(spec: dict, device: torch.device) -> dict:
         def run() -> object:
             return net(x)
     else:
-        model = StyleModel(_random_styles(StyleTransformer(num_styles=spec.get("styles", 4))), list("abcd"), device=device)
+        model = StyleModel(random_styles(StyleTransformer(num_styles=spec.get("styles", 4))), list("abcd"), device=device)
         if device.type == "cuda":
             model.accelerate()
         weights = [model.weights(i % 4) for i in range(spec["warmup"] + spec["repeats"])]  # a new style each call: no recompiles

@@ -28,15 +28,11 @@ import torch
 def _model(path: str | None):
     from cin_style import StyleModel, StyleTransformer
 
+    from .run import random_styles
+
     if path:
         return StyleModel.load(path, device="cpu")
-    torch.manual_seed(0)
-    net = StyleTransformer(num_styles=4)
-    with torch.no_grad():
-        for norm in net.norms():
-            norm.gamma.normal_(1.0, 0.5)
-            norm.beta.normal_(0.0, 0.5)
-    return StyleModel(net, ["a", "b", "c", "d"], device="cpu")
+    return StyleModel(random_styles(StyleTransformer(num_styles=4)), ["a", "b", "c", "d"], device="cpu")
 
 
 def _rss_mb() -> float:

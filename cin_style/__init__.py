@@ -27,7 +27,19 @@ _PUBLIC = {
     "resolve_vgg16_weights": "vgg",
 }
 
-__all__ = sorted(_PUBLIC)
+__all__ = [
+    "ConditionalInstanceNorm2d",
+    "PerceptualLoss",
+    "StyleModel",
+    "StyleTransformer",
+    "TransformerConfig",
+    "VGG16Features",
+    "VGGWeightsError",
+    "gram_matrix",
+    "one_hot_styles",
+    "resolve_vgg16_weights",
+]
+assert set(__all__) == set(_PUBLIC)
 
 if TYPE_CHECKING:
     from .api import StyleModel

@@ -189,7 +189,7 @@ class ContentImages(Dataset):
     def photo(self, index: int) -> Image.Image:
         """Photo ``index`` resized to the shorter side ``image_size`` and trimmed to :data:`MAX_ASPECT`."""
         image = resize_shorter(load_image(self.files[index]), self.image_size)
-        s, longest = self.image_size, self.image_size * MAX_ASPECT
+        longest = self.image_size * MAX_ASPECT
         if image.width > longest or image.height > longest:
             image = TF.center_crop(image, [min(image.height, longest), min(image.width, longest)])
         return image
@@ -266,10 +266,11 @@ class DevicePhotos:
             self.transposed.append(h > w)
             image = image.transpose(1, 2) if h > w else image
             self.pixels[i, :, : image.shape[1], : image.shape[2]] = image
+        self._transposed = torch.tensor(self.transposed)
 
     def to(self, device: torch.device) -> DevicePhotos:
         self.pixels = self.pixels.to(device)
-        self._transposed = torch.tensor(self.transposed, device=device)
+        self._transposed = self._transposed.to(device)
         return self
 
     def crops(self, items: Tensor) -> Tensor:

@@ -10,16 +10,11 @@ import torch
 
 from cin_style import StyleModel, StyleTransformer, one_hot_styles
 from cin_style.fast import CompiledTransformer
+from _nets import random_style_net
 
 
 def _net() -> StyleTransformer:
-    torch.manual_seed(0)
-    net = StyleTransformer(num_styles=3, width=0.25).eval()
-    with torch.no_grad():
-        for norm in net.norms():
-            norm.gamma.normal_(1.0, 0.5)
-            norm.beta.normal_(0.0, 0.5)
-    return net
+    return random_style_net(3)
 
 
 def test_eager_wrapper_in_float32_is_the_network_itself():

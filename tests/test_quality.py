@@ -11,7 +11,7 @@ from PIL import Image
 
 from cin_style import PerceptualLoss, StyleModel, StyleTransformer
 from cin_style.data import find_images, load_center_crops, load_style_image
-from cin_style.evaluate import SCHEMA, build_loss, evaluate_model, loss_config
+from cin_style.evaluate import SCHEMA, evaluate_model, loss_config
 from cin_style.modelfile import write_model
 from cin_style.optimize import optimize_images
 

@@ -15,19 +15,14 @@ from cin_style import StyleModel, StyleTransformer
 from cin_style.modelfile import FORMAT_VERSION, ModelFileError, read_model, write_model
 from cin_style.sheets import interpolation_weights
 from cin_style.styles import StyleError, style_weights
+from _nets import random_style_net
 
 CLI = str(Path(sys.executable).parent / "cin-style")
 STYLES = ["wave", "stars", "lion"]
 
 
 def _random_net(num_styles: int = 3, seed: int = 0) -> StyleTransformer:
-    torch.manual_seed(seed)
-    net = StyleTransformer(num_styles=num_styles, width=0.25)
-    with torch.no_grad():
-        for norm in net.norms():  # distinct, visible styles
-            norm.gamma.normal_(1.0, 0.5)
-            norm.beta.normal_(0.0, 0.5)
-    return net.eval()
+    return random_style_net(num_styles, seed=seed)
 
 
 @pytest.fixture

@@ -1,0 +1,16 @@
+"""Networks for tests that need distinct styles without training: random gamma/beta rows."""
+
+import torch
+
+from cin_style import StyleTransformer
+
+
+def random_style_net(num_styles: int = 3, *, width: float = 0.25, seed: int = 0) -> StyleTransformer:
+    """A transformer in eval mode whose styles differ visibly (gamma ~ N(1, 0.5), beta ~ N(0, 0.5))."""
+    torch.manual_seed(seed)
+    net = StyleTransformer(num_styles=num_styles, width=width)
+    with torch.no_grad():
+        for norm in net.norms():
+            norm.gamma.normal_(1.0, 0.5)
+            norm.beta.normal_(0.0, 0.5)
+    return net.eval()
