@@ -303,12 +303,13 @@ def ratios(rows: dict[str, list[dict]]) -> list[dict]:
 
 def markdown(results: dict) -> str:
     rows = results["rows"]
-    lines = [
-        f"{results['date']} · {results['machine']} · torch {results['torch']} · `{results['command']}`",
-        "",
-        "| row | shape | ours img/s | reference img/s | ours / ref | ours TFLOP/s | ref TFLOP/s | ours peak GB | ref peak GB |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = [f"{results['date']} · {results['machine']} · torch {results['torch']} · `{results['command']}`"]
+    if rows.get("inference") or rows.get("training"):
+        lines += [
+            "",
+            "| row | shape | ours img/s | reference img/s | ours / ref | ours TFLOP/s | ref TFLOP/s | ours peak GB | ref peak GB |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
     for kind in ("inference", "training"):
         pairs: dict[str, dict[str, dict]] = {}
         for row in rows.get(kind, []):
