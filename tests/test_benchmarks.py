@@ -1,0 +1,76 @@
+"""The benchmark suite's own arithmetic and plumbing (its figures are measured, not tested)."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from benchmarks.reference import TransformerNet
+from benchmarks.run import child, markdown, ratios, training_flops, transformer_flops
+from cin_style import StyleTransformer
+
+MACS_PER_PIXEL = 153_792  # the issue's count for the transformer at width 1.0, by hand below
+
+
+def test_transformer_flops_are_the_hand_count():
+    by_hand = (
+        9 * 9 * 3 * 32  # conv 9x9 3->32 at full resolution
+        + 3 * 3 * 32 * 64 / 4  # stride 2
+        + 3 * 3 * 64 * 128 / 16  # stride 2
+        + 10 * 3 * 3 * 128 * 128 / 16  # five residual blocks of two convs
+        + 3 * 3 * 128 * 64 / 4  # upsample to 1/2, conv
+        + 3 * 3 * 64 * 32  # upsample to full, conv
+        + 9 * 9 * 32 * 3  # conv 9x9 32->3
+    )
+    assert by_hand == MACS_PER_PIXEL
+    assert transformer_flops(64, 96) == 2 * MACS_PER_PIXEL * 64 * 96
+
+
+def test_training_step_flops_count_forward_and_backward():
+    hw = 64 * 64
+    transformer = MACS_PER_PIXEL * hw
+    first_conv = 9 * 9 * 3 * 32 * hw  # the photo needs no gradient
+    vgg = (  # VGG-16 convolutions up to relu4_3, at 1, 1/4, 1/16 and 1/64 of the pixels
+        (3 * 64 + 64 * 64) * 9 * hw
+        + (64 * 128 + 128 * 128) * 9 * hw // 4
+        + (128 * 256 + 2 * 256 * 256) * 9 * hw // 16
+        + (256 * 512 + 2 * 512 * 512) * 9 * hw // 64
+    )
+    # transformer: forward, weight gradients, input gradients but the first layer's;
+    # VGG-16 (frozen): forward on the output and on the photo, input gradients on the output.
+    assert training_flops(64) == 2 * (3 * transformer - first_conv + 3 * vgg)
+
+
+def test_reference_has_our_convolutions_plus_biases():
+    ours = {tuple(m.weight.shape) for m in StyleTransformer(num_styles=1).modules() if isinstance(m, torch.nn.Conv2d)}
+    ref = [m for m in TransformerNet().modules() if isinstance(m, torch.nn.Conv2d)]
+    assert {tuple(m.weight.shape) for m in ref} == ours
+    assert all(m.bias is not None for m in ref)
+    assert sum(isinstance(m, torch.nn.InstanceNorm2d) and m.affine for m in TransformerNet().modules()) == 15
+
+
+@pytest.mark.parametrize("impl", ["ours", "reference"])
+@pytest.mark.parametrize("kind", ["inference", "training"])
+def test_each_row_runs_and_reports_times_and_memory(impl, kind, vgg_state):
+    spec = {"device": "cpu", "warmup": 0, "repeats": 2, "kind": kind, "impl": impl, "height": 32, "width": 48, "batch": 2, "size": 32}
+    result = child(spec)
+    assert len(result["seconds"]) == 2 and all(t > 0 for t in result["seconds"])
+    assert result["peak_bytes"] > 100 * 2**20
+
+
+def test_ratios_and_table_pair_ours_with_the_reference():
+    rows = {
+        "inference": [
+            {"kind": "inference", "impl": "ours", "height": 8, "width": 8, "batch": 1, "images_per_s": 3.0, "tflops": 1.0, "peak_gb": 1.0},
+            {"kind": "inference", "impl": "reference", "height": 8, "width": 8, "batch": 1, "images_per_s": 2.0, "tflops": 0.5, "peak_gb": 2.0},
+        ]
+    }
+    assert ratios(rows) == [{"kind": "inference", "shape": "8x8 b1", "ratio": 1.5}]
+    table = markdown({"date": "d", "machine": "m", "torch": "t", "command": "c", "rows": rows})
+    assert "| inference | 8x8 b1 | 3.000 | 2.000 | 1.50 |" in table
+
+
+def test_command_line_refuses_unknown_rows():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "--only", "everything"], capture_output=True, text=True)
+    assert done.returncode == 2 and "unknown rows: everything" in done.stderr
