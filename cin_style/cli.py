@@ -225,7 +225,7 @@ def _check_output(path: Path, *, folder: bool) -> None:
 
 def _collect_inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
     """(input file, output path relative to the output folder) for every image."""
-    from .data import find_images
+    from .images import find_images
 
     pairs = []
     for item in inputs:
@@ -434,7 +434,7 @@ def _optimize(args) -> int:
 
 def _style_paintings(folder: Path | None, styles: list[str], training: dict) -> dict[str, Path]:
     """Each style's painting in ``folder``: by the file name recorded at training, else by the style's name."""
-    from .data import find_images
+    from .images import find_images
 
     if folder is None:
         raise CommandError("give --style-images DIR: the folder with the paintings the model was trained on (found by style name)")

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .images import ImageLoadError, load_image
+from .images import IMAGE_SUFFIXES, ImageLoadError, find_images, load_image
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -40,17 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-
-
-def find_images(folder: str | os.PathLike) -> list[Path]:
-    """Every image file below ``folder`` (recursively), sorted by path."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
 
 def resize_shorter(image: Image.Image, size: int) -> Image.Image:
     w, h = image.size

@@ -23,8 +23,10 @@ from .files import atomic_path
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
     "ImageLoadError",
     "OUTPUT_FORMATS",
+    "find_images",
     "fit_longer_side",
     "limit_longer_side",
     "load_image",
@@ -32,6 +34,17 @@ __all__ = [
     "to_pil",
     "to_tensor",
 ]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def find_images(folder: str | os.PathLike) -> list[Path]:
+    """Every image file below ``folder`` (recursively), sorted by path."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
 
 #: Images with more pixels than this are refused before decoding (a small file can claim
 #: 60000x60000 pixels and ask for 10 GB); 200 megapixels admits large scans.
@@ -129,7 +142,8 @@ def to_tensor(image: Image.Image) -> Tensor:
 
 def to_pil(tensor: Tensor) -> Image.Image:
     """(3, H, W) in [0, 1] -> PIL RGB (rounded, not truncated)."""
-    arr = tensor.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    # One float copy, then in place: a 4K frame is 100 MB per float copy.
+    arr = tensor.detach().float().clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr, "RGB")
 
 

@@ -290,3 +290,18 @@ def test_safetensors_whose_header_length_looks_like_a_pickle_still_load(tmp_path
     else:
         pytest.fail("no header length starting with 0x80 found")
     assert read_model(path).styles == STYLES  # suffix .bin: found by sniffing, not by name
+
+
+def test_stylize_loads_neither_lightning_nor_torchvision(model_file, photo, tmp_path):
+    """Inference needs neither: importing them costs about 0.25 GB of memory, which a 4K frame on a
+    CPU cannot spare (the command stays under 1.5 GB there)."""
+    out = tmp_path / "out.jpg"
+    code = (
+        "import sys; from cin_style.cli import main; "
+        f"rc = main(['stylize', '-m', {str(model_file)!r}, {str(photo)!r}, '-s', 'wave', '-o', {str(out)!r}]); "
+        "print(rc, sorted(m for m in ('lightning', 'torchvision', 'hydra') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "0 []"
+    assert out.is_file()
