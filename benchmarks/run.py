@@ -145,7 +145,9 @@ def _inference(spec: dict, device: torch.device) -> dict:
         model = StyleModel(random_styles(StyleTransformer(num_styles=spec.get("styles", 4))), list("abcd"), device=device)
         if device.type == "cuda":
             model.accelerate()
-        weights = [model.weights(i % 4) for i in range(spec["warmup"] + spec["repeats"])]  # a new style each call: no recompiles
+        # A new style or blend on every call: the compiled GPU path must not recompile for them.
+        looks = ["a", "a=0.3,b=0.7", "c", "b=0.5,c=0.25,d=0.25"]
+        weights = [model.weights(looks[i % len(looks)]) for i in range(spec["warmup"] + spec["repeats"])]
         calls = iter(weights)
 
         tile = spec.get("tile")  # None: the product's own policy (tiles for a 4K frame on a CPU)
