@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cin_style.vgg import IMAGENET_MEAN, IMAGENET_STD, VGG16Features
+from cin_style.vgg import IMAGENET_MEAN, IMAGENET_STD, LAYER_INDEX, VGG16Features
 
 __all__ = ["TransformerNet", "ReferenceTrainer"]
 
@@ -110,9 +110,9 @@ def normalize_batch(batch: Tensor) -> Tensor:
 class ReferenceTrainer:
     """The example's optimizer, loss network and loop body, for timing one step at a time.
 
-    ``vgg`` must compute relu1_2, relu2_2, relu3_3 and relu4_3 from [0, 1] input; its own
-    normalization is undone by feeding it ``normalize_batch`` output mapped back, so the
-    arithmetic is the example's: both batches go through the whole VGG-16 with autograd.
+    ``vgg`` must reach relu4_3; only its raw layers are used (``vgg.features``), because the
+    example normalizes the batches itself (:func:`normalize_batch`). Both batches go through
+    VGG-16 with autograd on, as in the example.
     """
 
     STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -130,13 +130,12 @@ class ReferenceTrainer:
             self.gram_style = [gram_matrix(f) for f in self._features(normalize_batch(style_image * 255.0))]
 
     def _features(self, x: Tensor) -> list[Tensor]:
-        out, wanted = [], {3, 8, 15, 22}
-        for i, layer in enumerate(self.vgg):
+        wanted = [LAYER_INDEX[name] for name in self.STYLE_LAYERS]
+        out = []
+        for i, layer in enumerate(self.vgg[: wanted[-1] + 1]):
             x = layer(x)
             if i in wanted:
                 out.append(x)
-            if i == 22:
-                break
         return out
 
     def step(self, x: Tensor) -> tuple[float, float]:

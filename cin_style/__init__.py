@@ -27,25 +27,19 @@ _PUBLIC = {
     "resolve_vgg16_weights": "vgg",
 }
 
-__all__ = [
-    "ConditionalInstanceNorm2d",
-    "PerceptualLoss",
-    "StyleModel",
-    "StyleTransformer",
-    "TransformerConfig",
-    "VGG16Features",
-    "VGGWeightsError",
-    "gram_matrix",
-    "one_hot_styles",
-    "resolve_vgg16_weights",
-]
-assert set(__all__) == set(_PUBLIC)
+__all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
-    from .api import StyleModel
-    from .loss import PerceptualLoss, gram_matrix
-    from .model import ConditionalInstanceNorm2d, StyleTransformer, TransformerConfig, one_hot_styles
-    from .vgg import VGG16Features, VGGWeightsError, resolve_vgg16_weights
+    # Explicit re-exports ("X as X"), for type checkers and linters.
+    from .api import StyleModel as StyleModel
+    from .loss import PerceptualLoss as PerceptualLoss, gram_matrix as gram_matrix
+    from .model import (
+        ConditionalInstanceNorm2d as ConditionalInstanceNorm2d,
+        StyleTransformer as StyleTransformer,
+        TransformerConfig as TransformerConfig,
+        one_hot_styles as one_hot_styles,
+    )
+    from .vgg import VGG16Features as VGG16Features, VGGWeightsError as VGGWeightsError, resolve_vgg16_weights as resolve_vgg16_weights
 
 
 def __getattr__(name: str) -> Any:

@@ -23,7 +23,7 @@ from .masks import MaskSource, check_mask_styles, mask_weights, stylize_regions
 from .styles import IDENTITY, StyleError, StyleSpec, style_weights
 from .tiling import MIN_TILE, stylize_tiled, tile_passes
 
-__all__ = ["StyleModel", "OutOfMemory", "DEFAULT_TILE", "PRETRAINED_ENV", "pretrained_path", "demo_photo_path"]
+__all__ = ["StyleModel", "OutOfMemory", "DEFAULT_TILE", "PRETRAINED_ENV", "pretrained_path", "pretrained_file", "demo_photo_path"]
 
 #: Environment variable naming a model file to use instead of the bundled one.
 PRETRAINED_ENV = "CIN_STYLE_PRETRAINED"
@@ -37,6 +37,17 @@ def pretrained_path() -> Path:
     from importlib.resources import files
 
     return Path(str(files("cin_style") / "models" / "paintings.safetensors"))
+
+
+def pretrained_file() -> Path:
+    """:func:`pretrained_path`, which must exist: a one-line error says what to do instead."""
+    path = pretrained_path()
+    if not path.is_file():
+        raise ModelFileError(
+            f"no pretrained model at {path}: this build of cin-style ships without one (see docs/pretrained.md); "
+            f"give a model with -m/--model, or set {PRETRAINED_ENV} to a model file"
+        )
+    return path
 
 
 def demo_photo_path() -> Path:
@@ -105,13 +116,7 @@ class StyleModel:
     @classmethod
     def pretrained(cls, *, device: str | torch.device | None = None) -> StyleModel:
         """The bundled "paintings" network (or the model file named by ``$CIN_STYLE_PRETRAINED``)."""
-        path = pretrained_path()
-        if not path.is_file():
-            raise ModelFileError(
-                f"no pretrained model at {path}: this build of cin-style ships without one (see docs/pretrained.md); "
-                f"give a model with -m/--model, or set {PRETRAINED_ENV} to a model file"
-            )
-        return cls.load(path, device=device)
+        return cls.load(pretrained_file(), device=device)
 
     def save(self, path: str | os.PathLike, *, half: bool = False) -> Path:
         return write_model(path, self.transformer, self.styles, training=self.training, credits=self.credits, half=half)

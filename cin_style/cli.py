@@ -160,13 +160,10 @@ def _export(args) -> int:
 
 
 def _styles(args) -> int:
-    from .api import pretrained_path
-    from .modelfile import ModelFileError, read_model
+    from .api import pretrained_file
+    from .modelfile import read_model
 
-    path = Path(args.model) if args.model else pretrained_path()
-    if args.model is None and not path.is_file():
-        raise ModelFileError(f"no pretrained model at {path}: this build ships without one; give a model file")
-    loaded = read_model(path)
+    loaded = read_model(args.model if args.model else pretrained_file())
     credits = {c.get("style"): c for c in loaded.credits or []}
     for name in loaded.styles:
         c = credits.get(name)
@@ -286,7 +283,7 @@ def _stylize_on_devices(args, model, pairs: list[tuple[Path, Path]], output: Pat
         model, [src for src, _ in pairs], [output / rel for _, rel in pairs], style=args.style, options=options,
         devices=args.devices, accelerator=accelerator, quality=args.quality, max_pixels=args.max_pixels,
     )  # fmt: skip
-    if int(os.environ.get("LOCAL_RANK", "0")) != 0 or int(os.environ.get("NODE_RANK", "0")) != 0:
+    if not writer.is_global_zero:
         return 0  # the first process reports for all
     print(f"wrote {len(writer.written)} of {len(pairs)} images to {output} on {args.devices} devices")
     if writer.failures:
@@ -300,7 +297,7 @@ def _stylize_on_devices(args, model, pairs: list[tuple[Path, Path]], output: Pat
 def _stylize(args) -> int:
     from tqdm.auto import tqdm
 
-    from .images import ImageLoadError, load_image, save_image
+    from .images import ImageLoadError, failure_line, load_image, save_image
 
     masks = _masks(args)
     if args.demo:
@@ -345,7 +342,7 @@ def _stylize(args) -> int:
         try:
             one(src, output / rel)
         except (ImageLoadError, OSError, ValueError) as err:
-            failures.append(str(err) if str(src) in str(err) else f"{src}: {err}")
+            failures.append(failure_line(src, str(err)))
     print(f"wrote {len(pairs) - len(failures)} of {len(pairs)} images to {output}")
     if failures:
         print(f"{len(failures)} failed:", file=sys.stderr)

@@ -234,7 +234,8 @@ class DevicePhotos:
     ``image_size`` x ``MAX_ASPECT * image_size`` slot, portrait photos transposed. A training batch
     is then one gather on the device (:meth:`crops`): no decoding, resizing or host-to-device
     copy of pixels per step, so the input pipeline cannot starve a fast GPU. The crops are the
-    ones :class:`ContentImages` cuts for the same keys. Memory: ``3 * MAX_ASPECT * image_size**2``
+    ones :class:`ContentImages` cuts for the same keys (a photo that cannot be decoded becomes
+    a black square here, where the loader substitutes the next readable photo). Memory: ``3 * MAX_ASPECT * image_size**2``
     bytes per photo (393 KB at 256 px: 3.1 GB for 8,000 photos).
     """
 
@@ -249,7 +250,7 @@ class DevicePhotos:
                 image = TF.pil_to_tensor(photos.photo(i))
             except ImageLoadError as err:
                 warnings.warn(f"skipping content image: {err}", stacklevel=2)
-                image = self.pixels[i - 1 if i else i, :, :, :s]  # stand-in: a neighbour (or black) square
+                image = torch.zeros(3, s, s, dtype=torch.uint8)  # a black stand-in keeps the indices aligned
             h, w = image.shape[-2:]
             self.sizes.append((h, w))
             self.transposed.append(h > w)

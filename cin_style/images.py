@@ -31,8 +31,10 @@ __all__ = [
     "limit_longer_side",
     "load_image",
     "save_image",
+    "failure_line",
     "to_pil",
     "to_tensor",
+    "to_uint8",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -140,11 +142,20 @@ def to_tensor(image: Image.Image) -> Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255)
 
 
+def to_uint8(tensor: Tensor) -> Tensor:
+    """Images in [0, 1] -> uint8 in [0, 255], rounded (not truncated), same shape."""
+    # One float copy, then in place: a 4K frame is 100 MB per float copy.
+    return tensor.detach().float().clamp(0, 1).mul_(255).round_().to(torch.uint8)
+
+
 def to_pil(tensor: Tensor) -> Image.Image:
     """(3, H, W) in [0, 1] -> PIL RGB (rounded, not truncated)."""
-    # One float copy, then in place: a 4K frame is 100 MB per float copy.
-    arr = tensor.detach().float().clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(arr, "RGB")
+    return Image.fromarray(to_uint8(tensor).permute(1, 2, 0).cpu().numpy(), "RGB")
+
+
+def failure_line(path: str | os.PathLike, message: str) -> str:
+    """One line about a file that failed: ``message``, prefixed with the path unless it names it already."""
+    return message if str(path) in message else f"{path}: {message}"
 
 
 def fit_longer_side(height: int, width: int, size: int | None) -> tuple[int, int]:

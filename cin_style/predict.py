@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
 from .api import StyleModel
-from .images import ImageLoadError, load_image, save_image
+from .images import ImageLoadError, failure_line, load_image, save_image
 
 __all__ = ["StylizeModule", "PhotoFiles", "ImageFileWriter", "stylize_files"]
 
@@ -84,12 +84,13 @@ class ImageFileWriter(BasePredictionWriter):
         self.quality = quality
         self.written: set[int] = set()
         self.failures: dict[int, str] = {}
+        #: Whether this is the first process of the run, the one that reports for all.
+        self.is_global_zero = True
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0) -> None:
         index, image = prediction
         if isinstance(image, str):
-            source = str(self.sources[index]) if self.sources else ""
-            self.failures[index] = image if source in image else f"{source}: {image}"
+            self.failures[index] = failure_line(self.sources[index], image) if self.sources else image
             return
         try:
             save_image(image, self.outputs[index], quality=self.quality)
@@ -99,6 +100,7 @@ class ImageFileWriter(BasePredictionWriter):
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Gather every process's results, so that the first process can report them all."""
+        self.is_global_zero = trainer.is_global_zero
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list[Any] = [None] * torch.distributed.get_world_size()
             torch.distributed.all_gather_object(gathered, (self.written, self.failures))

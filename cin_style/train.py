@@ -100,24 +100,24 @@ class Throughput(Callback):
 
     def __init__(self, warmup_steps: int = 10) -> None:
         self.warmup_steps = warmup_steps
-        self.start: tuple[int, float] | None = None
-        self.end: tuple[int, float] | None = None
+        self.start: float | None = None
+        self.end: float | None = None
         self.images = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         now = time.perf_counter()
         if self.start is None:
             if trainer.global_step >= min(self.warmup_steps, max(1, trainer.max_steps // 2)):
-                self.start = (trainer.global_step, now)
+                self.start = now
             return
         self.images += batch.shape[0] * trainer.world_size
-        self.end = (trainer.global_step, now)
+        self.end = now
 
     @property
     def images_per_second(self) -> float | None:
-        if self.start is None or self.end is None or self.end[1] <= self.start[1]:
+        if self.start is None or self.end is None or self.end <= self.start:
             return None
-        return self.images / (self.end[1] - self.start[1])
+        return self.images / (self.end - self.start)
 
 
 class DataRecord(Callback):
@@ -141,7 +141,7 @@ class DataRecord(Callback):
 
 def _new_style_entries(cfg: DictConfig, old_styles: list[str]) -> list[dict[str, str]]:
     """``new_styles`` (painting names in the style folder, or {name, path} entries) as data.styles entries."""
-    from .data import find_images
+    from .images import find_images
 
     new = cfg.get("new_styles")
     if not new:

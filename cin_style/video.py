@@ -20,6 +20,7 @@ import torch
 
 from .api import StyleModel
 from .files import atomic_path
+from .images import to_uint8
 from .styles import StyleSpec
 
 __all__ = ["VideoStats", "PHASE_SHIFTS", "flicker", "phase_averaged", "stylize_frames", "stylize_video", "write_video", "read_video_info"]
@@ -99,7 +100,7 @@ def stylize_frames(
         y = phase_averaged(model, x, torch.stack(weights), phases)[:n]
         count += n
         batch.clear()
-        yield from y.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        yield from to_uint8(y).permute(0, 2, 3, 1).cpu().numpy()
 
     for frame in frames:
         batch.append(frame)
