@@ -70,7 +70,7 @@ def _train(argv: list[str]) -> int:
 
         try:
             train(cfg, HydraConfig.get().runtime.output_dir)
-        except (FloatingPointError, VGGWeightsError, InstantiationException, FileNotFoundError) as err:
+        except (FloatingPointError, VGGWeightsError, InstantiationException, FileNotFoundError, ValueError) as err:
             # Problems the user can act on: one line, not Hydra's traceback. SystemExit passes through Hydra.
             print(f"cin-style train: error: {err}", file=sys.stderr)
             sys.exit(EXIT_USAGE)
@@ -121,39 +121,11 @@ def _tile(text: str) -> int | None:
     return value
 
 
-def _credits_from_manifest(manifest: Path, styles: list[str], training: dict) -> list[dict[str, str]]:
-    """Title, artist, year and licence of each style's painting, from a MANIFEST.csv (path,title,artist_or_author,year,...,license)."""
-    import csv
-
-    from .styles import IDENTITY
-
-    if not manifest.is_file():
-        raise CommandError(f"--credits {manifest}: no such file")
-    with open(manifest, newline="") as f:
-        rows = {Path(r["path"]).name: r for r in csv.DictReader(f) if r.get("path")}
-    files = training.get("style_files") or {}
-    credits, missing = [], []
-    for name in styles:
-        if name == IDENTITY:
-            continue
-        row = rows.get(files.get(name, "")) or next((r for fname, r in rows.items() if Path(fname).stem == name), None)
-        if row is None:
-            missing.append(name)
-            continue
-        credits.append({
-            "style": name, "title": row.get("title", ""), "artist": row.get("artist_or_author", ""),
-            "year": row.get("year", ""), "license": row.get("license", ""), "source": row.get("source", ""),
-        })  # fmt: skip
-    if missing:
-        raise CommandError(f"--credits {manifest}: no entry for style(s) {', '.join(missing)}")
-    return credits
-
-
 def _export(args) -> int:
-    from .modelfile import read_model, write_model
+    from .modelfile import credits_from_manifest, read_model, write_model
 
     loaded = read_model(args.checkpoint)
-    credits = _credits_from_manifest(Path(args.credits), loaded.styles, loaded.training) if args.credits else loaded.credits
+    credits = credits_from_manifest(args.credits, loaded.styles, loaded.training) if args.credits else loaded.credits
     out = write_model(args.output, loaded.transformer, loaded.styles, training=loaded.training, credits=credits, half=args.half)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {len(loaded.styles)} styles)")
     return 0
@@ -167,7 +139,9 @@ def _styles(args) -> int:
     credits = {c.get("style"): c for c in loaded.credits or []}
     for name in loaded.styles:
         c = credits.get(name)
-        if c and not args.names_only:
+        if c and not args.names_only and not c.get("artist"):  # the identity row: no painting behind it
+            print(f"{name}\t{c.get('title', '')}")
+        elif c and not args.names_only:
             year = f", {c['year']}" if c.get("year") and c.get("year") != "unknown" else ""
             licence = (c.get("license") or "licence not recorded").split(";")[0]  # the full text stays in the model file
             print(f"{name}\t{c.get('title', '?')} ({c.get('artist', '?')}{year}); {licence}")
@@ -451,11 +425,14 @@ def _style_paintings(folder: Path | None, styles: list[str], training: dict) -> 
 
 def _evaluate(args) -> int:
     import json
+    import statistics
 
     from tqdm.auto import tqdm
 
     from .data import find_images, load_center_crops, load_style_image
-    from .evaluate import SCHEMA, build_loss, evaluate_model, evaluated_styles, loss_config, markdown_table, summary
+    from .evaluate import (
+        SCHEMA, build_loss, evaluate_model, evaluated_styles, identity_psnr, loss_config, markdown_table, style_identification, summary,
+    )  # fmt: skip
     from .images import save_image, to_pil
 
     json_path = Path(args.json) if args.json else None
@@ -481,6 +458,8 @@ def _evaluate(args) -> int:
             model, photos, style_images, loss=loss, batch_size=args.batch_size, optimize_steps=args.optimize_steps,
             optimize_method=args.method, progress=lambda name: bar.update(1),
         )  # fmt: skip
+    identification = style_identification(model, photos, style_images, loss=loss, batch_size=args.batch_size)
+    identity = identity_psnr(model, photos, batch_size=args.batch_size)
     report = {
         "schema": SCHEMA,
         "model": str(args.model),
@@ -493,6 +472,8 @@ def _evaluate(args) -> int:
         "optimize": {"steps": args.optimize_steps, "method": args.method, "init": "content"} if args.optimize_steps else None,
         "styles": {name: {"style_image": paintings[name].name, **row} for name, row in styles.items()},
         "mean": summary(styles),
+        "identification": identification,
+        "identity_psnr": None if identity is None else {"median": statistics.median(identity), "min": min(identity), "per_photo": identity},
     }
     table = markdown_table(report)
     print(table)

@@ -23,9 +23,12 @@ from .loss import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, PerceptualLoss
 from .optimize import optimize_images
 from .styles import IDENTITY
 
-__all__ = ["SCHEMA", "LOSS_KEYS", "loss_config", "build_loss", "evaluate_model", "evaluated_styles", "markdown_table"]
+__all__ = [
+    "SCHEMA", "LOSS_KEYS", "loss_config", "build_loss", "evaluate_model", "evaluated_styles", "markdown_table",
+    "gram_distances", "style_identification", "identity_psnr", "psnr",
+]  # fmt: skip
 
-SCHEMA = "cin-style-evaluate/1"
+SCHEMA = "cin-style-evaluate/2"
 
 #: The loss settings a report records, with the defaults of conf/loss/perceptual.yaml.
 LOSS_KEYS = {
@@ -109,6 +112,71 @@ def evaluate_model(
     return results
 
 
+def gram_distances(grams: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> Tensor:
+    """(B, S) distances of B images' Gram matrices to S paintings': for each layer the Frobenius
+    distance relative to the painting's Gram norm, averaged over the layers. Relative, so that no
+    layer (relu4_3's Grams are orders of magnitude larger than relu1_2's) decides alone."""
+    total = None
+    for name, g in grams.items():
+        t = targets[name].to(g)
+        d = torch.cdist(g.flatten(1).double(), t.flatten(1).double()) / t.flatten(1).double().norm(dim=1)
+        total = d if total is None else total + d
+    assert total is not None, "no style layers"
+    return (total / len(grams)).float()
+
+
+@torch.no_grad()
+def style_identification(
+    model: StyleModel, photos: Tensor, style_images: Mapping[str, Tensor], *, loss: PerceptualLoss, batch_size: int = 8
+) -> dict[str, Any]:
+    """How often each style's output is nearest its own painting among all the model's paintings.
+
+    For every photo and style the output's Gram matrices (the loss's style layers) are compared with
+    every painting's (:func:`gram_distances`); the nearest painting should be the style's own. A
+    network whose styles look alike fails this, and painting everything like one painting cannot
+    pass it. Returns ``{"accuracy", "per_style": {style: accuracy}, "confusions": {style: {painting: count}}}``.
+    """
+    styles = evaluated_styles(model.styles)
+    device = model.device
+    painting_grams = [loss.style_grams(style_images[name].unsqueeze(0).to(device)) for name in styles]
+    targets = {layer: torch.cat([g[layer] for g in painting_grams]) for layer in painting_grams[0]}
+    per_style, confusions = {}, {}
+    for s, name in enumerate(styles):
+        weights = model.weights(name)
+        hits, wrong = 0, {}
+        for start in range(0, photos.shape[0], batch_size):
+            out = model.stylize_tensor(photos[start : start + batch_size].to(device), weights, tile=0)
+            nearest = gram_distances(loss.style_grams(out), targets).argmin(dim=1).tolist()
+            hits += sum(n == s for n in nearest)
+            for n in nearest:
+                if n != s:
+                    wrong[styles[n]] = wrong.get(styles[n], 0) + 1
+        per_style[name] = hits / photos.shape[0]
+        if wrong:
+            confusions[name] = wrong
+    return {"accuracy": sum(per_style.values()) / len(per_style), "per_style": per_style, "confusions": confusions}
+
+
+def psnr(a: Tensor, b: Tensor) -> Tensor:
+    """Per-image PSNR in dB of images in [0, 1], after rounding both to 8 bits (what a saved file holds)."""
+    a8, b8 = (torch.round(x.float().clamp(0, 1) * 255) for x in (a, b))
+    mse = (a8 - b8).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
+
+
+@torch.no_grad()
+def identity_psnr(model: StyleModel, photos: Tensor, *, batch_size: int = 8) -> list[float] | None:
+    """Each photo's PSNR (dB) of the identity row's output (the strength dial at 0) against the photo;
+    ``None`` for a model without an identity row."""
+    if IDENTITY not in model.styles:
+        return None
+    weights, values = model.weights(IDENTITY), []
+    for start in range(0, photos.shape[0], batch_size):
+        batch = photos[start : start + batch_size].to(model.device)
+        values += psnr(model.stylize_tensor(batch, weights, tile=0), batch).tolist()
+    return values
+
+
 def summary(styles: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     """Means over styles of the per-style figures."""
     n = len(styles)
@@ -140,4 +208,14 @@ def markdown_table(report: Mapping[str, Any]) -> str:
             opt = r["optimized"]["total"] if "optimized" in r else r["optimized_total"]
             line += f" {opt:.4f} | {r['ratio']:.3f} |"
         lines.append(line)
+    ident = report.get("identification")
+    if ident:
+        lines += ["", f"Style identification: {100 * ident['accuracy']:.1f}% of outputs are nearest their own painting "
+                  f"(of {len(ident['per_style'])}, in VGG-16 Gram space)."]  # fmt: skip
+        worst = sorted(ident["per_style"].items(), key=lambda kv: kv[1])[:3]
+        if worst and worst[0][1] < 1:
+            lines.append("Least identified: " + ", ".join(f"{name} {100 * acc:.0f}%" for name, acc in worst) + ".")
+    if report.get("identity_psnr"):
+        p = report["identity_psnr"]
+        lines += ["", f"Strength 0 (the identity row) against the photo: median PSNR {p['median']:.2f} dB, lowest {p['min']:.2f} dB."]
     return "\n".join(lines) + "\n"

@@ -156,8 +156,8 @@ class PerceptualLoss(nn.Module):
         content_loss = zero
         if self.content_layers and self.content_weight:
             if content_features is None:
-                with torch.no_grad():  # the photo's features are targets, not variables
-                    content_features = self.vgg(content)
+                with torch.no_grad():  # the photo's features are targets, not variables; only the content layers
+                    content_features = self.vgg(content, self.content_layers)
             for name, w in self.content_layers.items():
                 diff = (feats[name].float() - content_features[name].float()).pow(2)
                 content_loss = content_loss + w * diff.flatten(1).mean(1)

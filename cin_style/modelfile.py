@@ -32,7 +32,7 @@ from torch import Tensor
 from .files import atomic_path
 from .model import StyleTransformer, TransformerConfig
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "LoadedModel", "read_model", "write_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "LoadedModel", "credits_from_manifest", "read_model", "write_model"]
 
 FORMAT = "cin-style"
 FORMAT_VERSION = 1
@@ -177,3 +177,36 @@ def read_model(path: str | os.PathLike) -> LoadedModel:
     if path.suffix in (".ckpt", ".pt", ".pth") or head[:2] == b"PK" or head[:1] == b"\x80":
         return _read_checkpoint(path)
     return _read_safetensors(path)
+
+
+def credits_from_manifest(manifest: str | os.PathLike, styles: list[str], training: dict) -> list[dict[str, str]]:
+    """Title, artist, year and licence of each style's painting, from a MANIFEST.csv
+    (columns path, title, artist_or_author, year, license, source). A style is matched by the
+    painting file recorded at training (``training["style_files"]``), else by the file's stem;
+    the identity row has no painting and gets an entry of its own."""
+    import csv
+
+    from .styles import IDENTITY
+
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise ModelFileError(f"credits {manifest}: no such file")
+    with open(manifest, newline="") as f:
+        rows = {Path(r["path"]).name: r for r in csv.DictReader(f) if r.get("path")}
+    files = training.get("style_files") or {}
+    credits, missing = [], []
+    for name in styles:
+        if name == IDENTITY:
+            credits.append({"style": name, "title": "the photo itself (strength 0)", "artist": "", "year": "", "license": "", "source": ""})
+            continue
+        row = rows.get(files.get(name, "")) or next((r for fname, r in rows.items() if Path(fname).stem == name), None)
+        if row is None:
+            missing.append(name)
+            continue
+        credits.append({
+            "style": name, "title": row.get("title", ""), "artist": row.get("artist_or_author", ""),
+            "year": row.get("year", ""), "license": row.get("license", ""), "source": row.get("source", ""),
+        })  # fmt: skip
+    if missing:
+        raise ModelFileError(f"credits {manifest}: no entry for style(s) {', '.join(missing)}")
+    return credits

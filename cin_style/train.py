@@ -29,7 +29,7 @@ from .modelfile import read_model
 from .module import StyleTransferModule
 from .styles import IDENTITY
 
-__all__ = ["train", "AtomicCheckpointIO", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard"]
+__all__ = ["train", "init_from", "export_run_model", "AtomicCheckpointIO", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard"]
 
 
 #: print, in the first process of a distributed run only.
@@ -164,6 +164,52 @@ def _new_style_entries(cfg: DictConfig, old_styles: list[str]) -> list[dict[str,
     return entries
 
 
+def init_from(transformer: torch.nn.Module, source: torch.nn.Module, source_styles: list[str], styles: list[str]) -> int:
+    """Copy ``source``'s weights into ``transformer`` (same width and depth): every convolution,
+    and the gamma/beta rows of the styles the two share by name. A style ``source`` lacks starts
+    from the mean of its rows (as when adding styles). Returns how many styles were copied."""
+    if source.config.width != transformer.config.width or source.config.num_residual_blocks != transformer.config.num_residual_blocks:
+        raise ValueError(
+            f"init_model has width {source.config.width} and {source.config.num_residual_blocks} residual blocks; "
+            f"this run has width {transformer.config.width} and {transformer.config.num_residual_blocks} (set model.width to match)"
+        )
+    rows = [source_styles.index(n) if n in source_styles else None for n in styles]
+    state = source.state_dict()
+    with torch.no_grad():
+        for key, value in transformer.state_dict().items():
+            old = state[key]
+            if key.endswith((".gamma", ".beta")):  # (N, C) tables: row by style name
+                for i, r in enumerate(rows):
+                    value[i] = old[r] if r is not None else old.mean(dim=0)
+            else:
+                value.copy_(old)
+    return sum(r is not None for r in rows)
+
+
+def export_run_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *, manifest: str | os.PathLike | None = None) -> Path:
+    """Write a run's last checkpoint as a standalone model file (float32, so that it can start the next run),
+    with each painting's credits when the data's MANIFEST.csv covers every style."""
+    from .modelfile import ModelFileError, credits_from_manifest, write_model
+
+    loaded = read_model(checkpoint)
+    credits = None
+    if manifest is not None and Path(manifest).is_file():
+        try:
+            credits = credits_from_manifest(manifest, loaded.styles, loaded.training)
+        except ModelFileError:
+            credits = None  # paintings of the user's own: the model is as good without credits
+    return write_model(out, loaded.transformer, loaded.styles, training=loaded.training, credits=credits)
+
+
+def _slow_cpu_bf16(trainer: L.Trainer) -> bool:
+    """Whether the run autocasts to bfloat16 on a CPU that has no native bfloat16 arithmetic."""
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    bf16 = "bf16" in str(getattr(trainer.precision_plugin, "precision", ""))
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return bf16 and isinstance(trainer.accelerator, CPUAccelerator) and not native
+
+
 def _logger(run_dir: Path):
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -199,6 +245,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
         style_multipliers=[1.0] * len(old_styles) + data.style_loss_weights + [1.0] * (len(names) - len(old_styles) - len(data.style_names)),
         lr=cfg.optim.lr,
+        style_lr=cfg.optim.get("style_lr"),
         style_sampling=cfg.optim.style_sampling,
         identity_weight=cfg.model.get("identity_weight", 1000.0),
         frozen_styles=len(old_styles),
@@ -209,6 +256,12 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     if base is not None:
         module.transformer.load_state_dict(base.transformer.with_new_styles(len(names) - len(old_styles)).state_dict())
         _say(f"base model {cfg.base_model}: {len(old_styles)} style(s) and every convolution frozen")
+    elif cfg.get("init_model"):
+        if cfg.get("ckpt_path"):
+            raise ValueError("give init_model (start from a model file's weights) or ckpt_path (resume a run), not both")
+        init = read_model(cfg.init_model)
+        copied = init_from(module.transformer, init.transformer, init.styles, names)
+        _say(f"initial weights from {cfg.init_model}: every convolution, and the rows of {copied} of {len(names)} style(s)")
     _say(f"VGG-16 weights: {module.loss.vgg.weights_source}")
     trained = [names[i] for i in module.trainable_styles]
     _say(f"training {len(trained)} style(s): {', '.join(trained)}")
@@ -228,6 +281,11 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         cfg.trainer, default_root_dir=str(run_dir), logger=_logger(run_dir), callbacks=callbacks, plugins=[AtomicCheckpointIO()]
     )
 
+    if _slow_cpu_bf16(trainer):
+        _say(
+            f"warning: trainer.precision={trainer.precision_plugin.precision} on a CPU without AVX-512 BF16 or AMX runs several times "
+            "slower than float32 (six times on the project's AMD EPYC); use trainer.precision=32-true"
+        )
     start = time.perf_counter()
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path and ckpt_path != "last" and not Path(ckpt_path).is_file():
@@ -246,4 +304,10 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     }
     speed = f" ({throughput.images_per_second:.1f} images/s after warm-up)" if throughput.images_per_second else ""
     _say(f"finished {trainer.global_step} steps in {elapsed:.1f} s{speed}; last checkpoint: {summary['last_checkpoint']}")
+    summary["model"] = None
+    if last is not None and last.is_file() and trainer.is_global_zero:
+        model = export_run_model(last, run_dir / "model.safetensors", manifest=Path(str(cfg.data_root)) / "MANIFEST.csv")
+        summary["model"] = str(model)
+        style = next((n for n in names if n != IDENTITY), names[0])
+        _say(f"model file: {model}\n  cin-style styles {model}\n  cin-style stylize -m {model} photo.jpg -s {style} -o out.jpg")
     return summary

@@ -312,11 +312,18 @@ class VGG16Features(nn.Module):
     def train(self, mode: bool = True) -> VGG16Features:
         return super().train(False)  # frozen: never in training mode
 
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
+    def forward(self, images: Tensor, layers: Iterable[str] | None = None) -> dict[str, Tensor]:
+        """Activations of ``layers`` (default: every layer this network was built for). The pass
+        stops at the deepest one asked for: the content photo's features need only the content
+        layers, and at 256 px the fourth block alone is a third of VGG-16's work up to relu4_3."""
+        names = self.layers if layers is None else list(layers)
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
-        wanted = {LAYER_INDEX[name]: name for name in self.layers}
+        wanted = {LAYER_INDEX[name]: name for name in names}
+        if not set(wanted.values()) <= set(self.layers):
+            raise ValueError(f"this network computes {', '.join(self.layers)}, not {', '.join(sorted(set(names) - set(self.layers)))}")
+        last = max(wanted)
         out: dict[str, Tensor] = {}
-        for i, module in enumerate(self.features):
+        for i, module in enumerate(self.features[: last + 1]):
             x = module(x)
             if i in wanted:
                 out[wanted[i]] = x

@@ -21,7 +21,7 @@ python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightnin
 
 printf -v MAXTIME '00:00:%02d:%02d' $((BUDGET / 60)) $((BUDGET % 60))
 TRAIN=(python3 -m cin_style.cli train experiment=paintings data_root=.carry/data
-       loss.vgg_weights=.carry/vgg16_relu4_3.safetensors +trainer.max_time="$MAXTIME"
+       loss.vgg_weights=.carry/vgg16_relu4_3.safetensors trainer.max_time="$MAXTIME"
        data.num_workers=8 trainer.enable_progress_bar=false hydra.run.dir="$OUT/run" "$@")
 echo "${TRAIN[*]}" > "$OUT/command.txt"
 "${TRAIN[@]}" 2>&1 | tee "$OUT/train.log" | grep -E "finished|style\(s\)|VGG|Error|error" || true

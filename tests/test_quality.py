@@ -1,6 +1,7 @@
 """The optimization method (Gatys et al.) and the evaluate command, with real VGG-16 weights."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -103,7 +104,12 @@ def test_evaluate_command_writes_the_documented_schema(tmp_path, data_root):
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["schema"] == SCHEMA
-    assert set(report) == {"schema", "model", "model_steps", "size", "num_photos", "photos", "loss", "vgg_weights", "optimize", "styles", "mean"}
+    assert set(report) == {
+        "schema", "model", "model_steps", "size", "num_photos", "photos", "loss", "vgg_weights", "optimize", "styles", "mean",
+        "identification", "identity_psnr",
+    }  # fmt: skip
+    assert set(report["identification"]["per_style"]) == set(styles) and 0 <= report["identification"]["accuracy"] <= 1
+    assert report["identity_psnr"] is None  # no identity row in this model
     assert report["num_photos"] == 2 and report["size"] == 64 and report["model_steps"] == 3
     assert report["loss"]["style_size"] == 64 and report["loss"]["style_weight"] == 5.0
     assert report["optimize"] == {"steps": 2, "method": "lbfgs", "init": "content"}
@@ -137,3 +143,52 @@ def test_optimize_command_writes_image_and_loss_curve(tmp_path, data_root):
     totals = [float(line.split(",")[-1]) for line in lines[1:]]
     assert totals[-1] < totals[0]
     assert Image.open(tmp_path / "gatys.loss.png").size == (640, 360)
+
+
+def test_gram_distances_are_relative_frobenius_distances_averaged_over_layers():
+    from cin_style.evaluate import gram_distances
+
+    a = {"l1": torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]), "l2": torch.tensor([[[2.0]]])}
+    targets = {"l1": torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[3.0, 0.0], [0.0, 1.0]]]), "l2": torch.tensor([[[2.0]], [[4.0]]])}
+    d = gram_distances(a, targets)
+    # painting 0: identical -> 0. painting 1: l1 |diff| = 2, |target| = sqrt(10); l2 |diff| = 2, |target| = 4.
+    assert d.shape == (1, 2) and d[0, 0] == 0
+    assert float(d[0, 1]) == pytest.approx((2 / 10**0.5 + 2 / 4) / 2, rel=1e-6)
+
+
+class _PaintsThePainting:
+    """A stand-in "model" whose output for style s is painting s itself (or, with ``alike``, always painting 0)."""
+
+    def __init__(self, styles, paintings, alike=False):
+        self.styles, self.paintings, self.alike, self.device = styles, paintings, alike, torch.device("cpu")
+
+    def weights(self, name):
+        return torch.tensor(float(self.styles.index(name)))
+
+    def stylize_tensor(self, batch, weights, tile=None):
+        s = 0 if self.alike else int(weights)
+        return self.paintings[s][None].expand(batch.shape[0], -1, -1, -1)
+
+
+def test_style_identification_tells_styles_apart_and_catches_lookalikes(data_root):
+    from cin_style.data import load_style_image
+    from cin_style.evaluate import build_loss, loss_config, style_identification
+
+    names = ["hokusai_great_wave", "durer_lion", "van_gogh_starry_night", "cassatt_summertime"]
+    paintings = {n: load_style_image(data_root / "styles" / f"{n}.jpg", 64)[:, :64, :64] for n in names}
+    loss = build_loss(loss_config({}))
+    photos = torch.rand(2, 3, 64, 64)
+    right = style_identification(_PaintsThePainting(names, [paintings[n] for n in names]), photos, paintings, loss=loss)
+    assert right["accuracy"] == 1.0 and right["confusions"] == {}
+    alike = style_identification(_PaintsThePainting(names, [paintings[n] for n in names], alike=True), photos, paintings, loss=loss)
+    assert alike["accuracy"] == 0.25 and alike["per_style"]["hokusai_great_wave"] == 1.0
+    assert alike["confusions"]["durer_lion"] == {"hokusai_great_wave": 2}
+
+
+def test_psnr_on_8_bit_values():
+    from cin_style.evaluate import psnr
+
+    a = torch.zeros(1, 3, 4, 4)
+    b = a.clone()
+    b[0, 0, 0, 0] = 10 / 255  # one 8-bit value off by 10 of 48: MSE = 100 / 48
+    assert float(psnr(a, b)[0]) == pytest.approx(10 * math.log10(255**2 / (100 / 48)), rel=1e-5)

@@ -107,3 +107,65 @@ def test_bad_override_is_a_clear_error(tmp_path, data_root):
     )
     assert done.returncode != 0
     assert "no_such_experiment" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_every_run_writes_its_model_file_and_init_model_starts_the_next(tmp_path, data_root, fast_overrides):
+    from safetensors.torch import load_file
+
+    common = ["train", "experiment=smoke", *fast_overrides, f"data_root={data_root}"]
+    first = tmp_path / "first"
+    done = run_cli(*common, f"hydra.run.dir={first}", "trainer.max_steps=3", cwd=tmp_path)
+    model = first / "model.safetensors"
+    # The run folder holds the exported model, and the two commands that use it are printed.
+    assert model.is_file()
+    assert f"cin-style styles {model}" in done.stdout
+    assert f"cin-style stylize -m {model} photo.jpg -s great_wave -o out.jpg" in done.stdout
+    ckpt = torch.load(first / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    weights = load_file(model)
+    for key, value in weights.items():
+        assert torch.equal(value, ckpt["state_dict"][f"transformer.{key}"]), key
+
+    # A second run starts from the file's weights with a fresh optimizer: with lr 0 its one step
+    # changes nothing, and Adam has taken one step, not four.
+    second = tmp_path / "second"
+    done = run_cli(*common, f"hydra.run.dir={second}", "trainer.max_steps=1", "optim.lr=0", f"init_model={model}", cwd=tmp_path)
+    assert f"initial weights from {model}: every convolution, and the rows of 2 of 2 style(s)" in done.stdout
+    again = load_file(second / "model.safetensors")
+    assert all(torch.equal(again[k], weights[k]) for k in weights)
+    resumed = torch.load(second / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert {float(s["step"]) for s in resumed["optimizer_states"][0]["state"].values()} == {1.0}
+
+
+def test_max_time_is_a_plain_key_that_stops_with_a_checkpoint(tmp_path, data_root, fast_overrides):
+    run = tmp_path / "run"
+    done = run_cli(
+        "train", "experiment=smoke", *fast_overrides, f"data_root={data_root}", f"hydra.run.dir={run}",
+        "trainer.max_steps=100000", "trainer.max_time=00:00:00:03", "checkpoint_every=100000", cwd=tmp_path,
+    )  # fmt: skip
+    steps = int(done.stdout.split("finished ")[1].split(" steps")[0])
+    assert 1 <= steps < 100000 and "max_time" in done.stdout + done.stderr
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == steps and (run / "model.safetensors").is_file()
+
+
+def test_init_model_copies_rows_by_style_name():
+    from cin_style.model import StyleTransformer
+    from cin_style.train import init_from
+
+    torch.manual_seed(0)
+    source = StyleTransformer(num_styles=2, width=0.25)
+    for norm in source.norms():
+        norm.gamma.data.normal_()
+        norm.beta.data.normal_()
+    target = StyleTransformer(num_styles=3, width=0.25)
+    assert init_from(target, source, ["a", "b"], ["b", "new", "a"]) == 2
+    for s_norm, t_norm in zip(source.norms(), target.norms()):
+        assert torch.equal(t_norm.gamma[0], s_norm.gamma[1]) and torch.equal(t_norm.gamma[2], s_norm.gamma[0])
+        assert torch.allclose(t_norm.beta[1], s_norm.beta.mean(0))
+    assert torch.equal(target.encoder[0].conv.weight, source.encoder[0].conv.weight)
+    try:
+        init_from(StyleTransformer(num_styles=2, width=0.5), source, ["a", "b"], ["a", "b"])
+    except ValueError as err:
+        assert "model.width" in str(err)
+    else:
+        raise AssertionError("a width mismatch must be refused")
