@@ -53,18 +53,24 @@ def total_variation(images: Tensor) -> Tensor:
 
 @dataclass
 class LossTerms:
-    """Weighted loss terms, each of shape (B,), and their batch means."""
+    """Weighted loss terms, each of shape (B,), and their batch means. ``stability`` is set only
+    by training with the stability term (:mod:`cin_style.stability`)."""
 
     content: Tensor
     style: Tensor
     tv: Tensor
+    stability: Tensor | None = None
 
     @property
     def total(self) -> Tensor:
-        return self.content + self.style + self.tv
+        total = self.content + self.style + self.tv
+        return total if self.stability is None else total + self.stability
 
     def means(self) -> dict[str, Tensor]:
-        return {"content": self.content.mean(), "style": self.style.mean(), "tv": self.tv.mean(), "total": self.total.mean()}
+        means = {"content": self.content.mean(), "style": self.style.mean(), "tv": self.tv.mean(), "total": self.total.mean()}
+        if self.stability is not None:
+            means["stability"] = self.stability.mean()
+        return means
 
 
 class PerceptualLoss(nn.Module):

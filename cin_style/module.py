@@ -20,6 +20,7 @@ from torchvision.utils import make_grid
 
 from .loss import LossTerms, PerceptualLoss
 from .model import StyleTransformer, one_hot_styles
+from .stability import perturb, stability_loss
 from .styles import IDENTITY
 
 __all__ = ["StyleTransferModule"]
@@ -47,6 +48,11 @@ class StyleTransferModule(L.LightningModule):
             they are (adding styles to a trained network); only the later rows are trained.
         seed: seeds each step's style draw, which depends only on (seed, step) and the sample's
             place in the global batch, so that N processes (DDP) draw what one process would.
+        stability_weight: weight of the stability term (:mod:`cin_style.stability`; 0: off): each
+            photo is also stylized as a slightly shifted, brightened and noisy copy, and the two
+            outputs may differ only as much as the two photos do. Costs one more transformer pass.
+        stability_shift, stability_noise, stability_brightness: the perturbation's largest shift
+            (pixels), noise standard deviation and brightness change (fraction).
         channels_last: keep the transformer and VGG-16 in NHWC memory (faster convolutions on GPUs).
         compile: run the transformer and the loss through ``torch.compile`` as one graph, so
             that norms, activations and Gram matrices fuse into few kernels (GPU experiments).
@@ -65,6 +71,10 @@ class StyleTransferModule(L.LightningModule):
         identity_weight: float = 1000.0,
         frozen_styles: int = 0,
         seed: int = 0,
+        stability_weight: float = 0.0,
+        stability_shift: int = 4,
+        stability_noise: float = 0.02,
+        stability_brightness: float = 0.05,
         channels_last: bool = False,
         compile: bool = False,
     ) -> None:
@@ -89,6 +99,8 @@ class StyleTransferModule(L.LightningModule):
         self.identity_weight = identity_weight
         self.frozen_styles = frozen_styles
         self.seed = seed
+        self.stability_weight = stability_weight
+        self.stability = {"shift": stability_shift, "noise": stability_noise, "brightness": stability_brightness}
         if frozen_styles:
             self._freeze(frozen_styles)
         if channels_last:
@@ -166,8 +178,16 @@ class StyleTransferModule(L.LightningModule):
         """Stylize ``batch`` with each sample's style and score it: the graph ``compile`` compiles."""
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        output = self.transformer(batch, one_hot_styles(style_index, self.num_styles).to(batch))
-        return self.losses(output, batch, style_index)
+        style = one_hot_styles(style_index, self.num_styles).to(batch)
+        output = self.transformer(batch, style)
+        terms = self.losses(output, batch, style_index)
+        if self.stability_weight:
+            # The perturbation's random numbers come from (seed, step), like the style draw, so that
+            # every process of a distributed run perturbs as one process would.
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.global_step + 7_919)
+            p = perturb(batch, generator=generator, **self.stability)
+            terms.stability = self.stability_weight * stability_loss(output, self.transformer(p.perturbed, style), batch, p)
+        return terms
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         drawn = self.draw_styles(batch.shape[0])

@@ -250,6 +250,10 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         identity_weight=cfg.model.get("identity_weight", 1000.0),
         frozen_styles=len(old_styles),
         seed=cfg.seed,
+        stability_weight=cfg.model.get("stability_weight", 0.0),
+        stability_shift=cfg.model.get("stability_shift", 4),
+        stability_noise=cfg.model.get("stability_noise", 0.02),
+        stability_brightness=cfg.model.get("stability_brightness", 0.05),
         channels_last=cfg.model.get("channels_last", False),
         compile=cfg.model.get("compile", False),
     )

@@ -31,8 +31,9 @@ class FakeVGG(nn.Module):
 
     layers = ["relu1_2", "relu2_2"]
 
-    def forward(self, x):
-        return {"relu1_2": x, "relu2_2": 2 * x[:, :, ::2, ::2]}
+    def forward(self, x, layers=None):
+        out = {"relu1_2": x, "relu2_2": 2 * x[:, :, ::2, ::2]}
+        return out if layers is None else {name: out[name] for name in layers}
 
 
 def _fake_loss(**kw) -> PerceptualLoss:

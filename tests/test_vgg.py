@@ -153,3 +153,21 @@ def test_unpickler_admits_only_numpy_arrays(tmp_path):
     arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3)}
     loaded = vggmod._NumpyArrayUnpickler(io.BytesIO(pickle.dumps(arrays))).load()
     assert np.array_equal(loaded["a"], arrays["a"])
+
+
+def test_a_pass_for_fewer_layers_stops_early_with_the_same_values():
+    from cin_style.vgg import VGG16Features
+
+    torch.manual_seed(0)
+    vgg = VGG16Features(layers=["relu1_2", "relu3_3", "relu4_3"], weights="random")
+    x = torch.rand(1, 3, 32, 32)
+    full = vgg(x)
+    calls = []
+    hooks = [m.register_forward_hook(lambda m, i, o: calls.append(m)) for m in vgg.features]
+    part = vgg(x, ["relu3_3"])
+    for h in hooks:
+        h.remove()
+    assert list(part) == ["relu3_3"] and torch.equal(part["relu3_3"], full["relu3_3"])
+    assert len(calls) == 16  # features[0..15]: conv4_x never ran
+    with pytest.raises(ValueError, match="not relu5_1"):
+        vgg(x, ["relu5_1"])
