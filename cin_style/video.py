@@ -23,7 +23,7 @@ from .files import atomic_path
 from .images import to_uint8
 from .styles import StyleSpec
 
-__all__ = ["VideoStats", "PHASE_SHIFTS", "flicker", "phase_averaged", "stylize_frames", "stylize_video", "write_video", "read_video_info"]
+__all__ = ["VideoStats", "PHASE_SHIFTS", "flicker", "warping_error", "phase_averaged", "stylize_frames", "stylize_video", "write_video", "read_video_info"]
 
 
 @dataclass
@@ -116,6 +116,49 @@ def flicker(inputs: list[np.ndarray], outputs: list[np.ndarray]) -> float:
         return float(np.mean([np.abs(a.astype(np.float32) - b.astype(np.float32)).mean() for a, b in zip(frames, frames[1:])]))
 
     return mad(outputs) / mad(inputs)
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise RuntimeError('the warping error needs OpenCV: pip install "cin-style[video]" (or pip install opencv-python-headless)') from None
+    return cv2
+
+
+def warping_error(inputs: list[np.ndarray], outputs: list[np.ndarray]) -> float:
+    """The warping error of Lai et al. (ECCV 2018, "Learning Blind Video Temporal Consistency").
+
+    For each pair of consecutive frames: the optical flow from frame t back to frame t-1 of the
+    *input* clip (OpenCV's DIS flow, medium preset; nothing is downloaded), the previous *output*
+    frame warped along it, and the mean squared difference to the current output frame over the
+    pixels that are not occluded (forward-backward check of Sundaram et al. 2010: the backward
+    flow and the forward flow at the point it leads to must cancel, and the point must lie in the
+    frame). Frames are (H, W, 3) uint8; differences are taken in [0, 1]. Averaged over the clip.
+    A network that moves exactly with its input scores 0; one that repaints every frame anew
+    scores high.
+    """
+    cv2 = _cv2()
+    if len(inputs) != len(outputs) or len(inputs) < 2:
+        raise ValueError(f"need the same number (at least 2) of input and output frames, got {len(inputs)} and {len(outputs)}")
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    gray = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in inputs]
+    h, w = gray[0].shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    errors = []
+    for t in range(1, len(inputs)):
+        back = dis.calc(gray[t], gray[t - 1], None)  # inputs[t](p) ~ inputs[t-1](p + back(p))
+        fwd = dis.calc(gray[t - 1], gray[t], None)
+        map_x, map_y = xs + back[..., 0], ys + back[..., 1]
+        fwd_there = cv2.remap(fwd, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        mismatch = ((back + fwd_there) ** 2).sum(-1)
+        consistent = mismatch < 0.01 * ((back**2).sum(-1) + (fwd_there**2).sum(-1)) + 0.5
+        inside = (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
+        mask = consistent & inside
+        warped = cv2.remap(outputs[t - 1].astype(np.float32) / 255, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        diff = ((outputs[t].astype(np.float32) / 255 - warped) ** 2).sum(-1)
+        errors.append(float(diff[mask].mean()) if mask.any() else 0.0)
+    return float(np.mean(errors))
 
 
 def _av():

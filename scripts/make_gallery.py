@@ -4,8 +4,8 @@
 
 Photos: scikit-image's sample photos when it is installed (``pip install "cin-style[figures]"``:
 astronaut, public domain; chelsea and coffee, CC0), else the bundled demo photo alone; nothing is
-downloaded. Writes ``styles.jpg`` (photos x several styles), ``blend_strip.jpg`` (two styles)
-and ``grid4.jpg`` (the CIN paper's four-style grid).
+downloaded. Writes ``styles.jpg`` (each photo, then every style of the model, in rows of
+``--columns``), ``blend_strip.jpg`` (two styles) and ``grid4.jpg`` (the CIN paper's four-style grid).
 """
 
 from __future__ import annotations
@@ -37,18 +37,29 @@ def photos() -> list[Image.Image]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-m", "--model", default=None, help="default: the bundled model (StyleModel.pretrained())")
-    parser.add_argument("--styles", type=int, default=5, help="styles in the photo x style sheet")
+    parser.add_argument("--styles", type=int, default=0, help="how many styles the sheet shows (0: every style)")
+    parser.add_argument("--columns", type=int, default=7, help="cells per row of the sheet")
+    parser.add_argument("--cell", type=int, default=224, help="width of each cell in pixels")
     parser.add_argument("--out", default=str(REPO / "docs" / "gallery"))
     args = parser.parse_args()
     model = StyleModel.load(args.model) if args.model else StyleModel.pretrained()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     styles = [s for s in model.styles if s != IDENTITY]
-    step = max(1, len(styles) // args.styles)
-    chosen = styles[::step][: args.styles]
-    pics = [p.resize((256, round(256 * p.height / p.width)), Image.Resampling.LANCZOS) for p in photos()]
-    rows = [[p, *(model.stylize(p, style=s) for s in chosen)] for p in pics]
-    save_image(contact_sheet(rows, labels=[["photo", *chosen]] + [[""] * (len(chosen) + 1)] * (len(rows) - 1)), out / "styles.jpg", quality=85)
+    count = args.styles or len(styles)
+    chosen = styles[:: max(1, len(styles) // count)][:count]
+    pics = [p.resize((args.cell, round(args.cell * p.height / p.width)), Image.Resampling.LANCZOS) for p in photos()]
+    rows, labels = [], []
+    for p in pics:
+        cells = [p, *(model.stylize(p, style=s) for s in chosen)]
+        names = ["photo", *chosen]
+        for i in range(0, len(cells), args.columns):
+            rows.append(cells[i : i + args.columns])
+            labels.append(names[i : i + args.columns])
+    save_image(contact_sheet(rows, labels=labels), out / "styles.jpg", quality=85)
+    preferred = ["hokusai_great_wave", "van_gogh_starry_night", "kandinsky_composition_viii", "durer_lion"]
+    if set(preferred) <= set(styles):
+        chosen = preferred
     photo = pics[0]
     save_image(model.blend_grid(photo, chosen[:2], steps=5, size=192), out / "blend_strip.jpg", quality=85)
     if len(chosen) >= 4:
