@@ -433,6 +433,7 @@ def _evaluate(args) -> int:
     from .evaluate import (
         SCHEMA, build_loss, evaluate_model, evaluated_styles, identity_psnr, loss_config, markdown_table, style_identification, summary,
     )  # fmt: skip
+    from .api import pretrained_file
     from .images import save_image, to_pil
 
     json_path = Path(args.json) if args.json else None
@@ -462,7 +463,7 @@ def _evaluate(args) -> int:
     identity = identity_psnr(model, photos, batch_size=args.batch_size)
     report = {
         "schema": SCHEMA,
-        "model": str(args.model),
+        "model": str(args.model if args.model else pretrained_file()),
         "model_steps": model.training.get("steps"),
         "size": args.size,
         "num_photos": len(files),
