@@ -76,7 +76,7 @@ def step(module: StyleTransferModule, optimizer: torch.optim.Optimizer, photos: 
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def main() -> int:
