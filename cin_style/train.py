@@ -288,7 +288,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     if _slow_cpu_bf16(trainer):
         _say(
             f"warning: trainer.precision={trainer.precision_plugin.precision} on a CPU without AVX-512 BF16 or AMX runs several times "
-            "slower than float32 (six times on the project's AMD EPYC); use trainer.precision=32-true"
+            "slower than float32 (16 times on the project's AMD EPYC); use trainer.precision=32-true"
         )
     start = time.perf_counter()
     ckpt_path = cfg.get("ckpt_path")
