@@ -65,12 +65,13 @@ def _train(argv: list[str]) -> int:
     def main(cfg: DictConfig) -> None:
         from hydra.errors import InstantiationException
 
-        from .train import train
+        from .modelfile import ModelFileError
+        from .train import TrainingConfigError, train
         from .vgg import VGGWeightsError
 
         try:
             train(cfg, HydraConfig.get().runtime.output_dir)
-        except (FloatingPointError, VGGWeightsError, InstantiationException, FileNotFoundError, ValueError) as err:
+        except (FloatingPointError, VGGWeightsError, InstantiationException, FileNotFoundError, ModelFileError, TrainingConfigError) as err:
             # Problems the user can act on: one line, not Hydra's traceback. SystemExit passes through Hydra.
             print(f"cin-style train: error: {err}", file=sys.stderr)
             sys.exit(EXIT_USAGE)

@@ -29,7 +29,7 @@ from .modelfile import read_model
 from .module import StyleTransferModule
 from .styles import IDENTITY
 
-__all__ = ["train", "init_from", "export_run_model", "AtomicCheckpointIO", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard"]
+__all__ = ["train", "TrainingConfigError", "init_from", "export_run_model", "AtomicCheckpointIO", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard"]
 
 
 #: print, in the first process of a distributed run only.
@@ -145,7 +145,7 @@ def _new_style_entries(cfg: DictConfig, old_styles: list[str]) -> list[dict[str,
 
     new = cfg.get("new_styles")
     if not new:
-        raise ValueError("base_model needs new_styles: the paintings to add, e.g. 'new_styles=[van_gogh_village_street_in_auvers]'")
+        raise TrainingConfigError("base_model needs new_styles: the paintings to add, e.g. 'new_styles=[van_gogh_village_street_in_auvers]'")
     style_dir = Path(str(cfg.data_root)) / "styles"
     entries = []
     for item in new:
@@ -160,8 +160,12 @@ def _new_style_entries(cfg: DictConfig, old_styles: list[str]) -> list[dict[str,
             entries.append(dict(item))
     clash = sorted({e["name"] for e in entries} & set(old_styles))
     if clash:
-        raise ValueError(f"the base model already has style(s) {', '.join(clash)}")
+        raise TrainingConfigError(f"the base model already has style(s) {', '.join(clash)}")
     return entries
+
+
+class TrainingConfigError(ValueError):
+    """A training config that cannot work as given; ``cin-style train`` reports it in one line."""
 
 
 def init_from(transformer: torch.nn.Module, source: torch.nn.Module, source_styles: list[str], styles: list[str]) -> int:
@@ -169,7 +173,7 @@ def init_from(transformer: torch.nn.Module, source: torch.nn.Module, source_styl
     and the gamma/beta rows of the styles the two share by name. A style ``source`` lacks starts
     from the mean of its rows (as when adding styles). Returns how many styles were copied."""
     if source.config.width != transformer.config.width or source.config.num_residual_blocks != transformer.config.num_residual_blocks:
-        raise ValueError(
+        raise TrainingConfigError(
             f"init_model has width {source.config.width} and {source.config.num_residual_blocks} residual blocks; "
             f"this run has width {transformer.config.width} and {transformer.config.num_residual_blocks} (set model.width to match)"
         )
@@ -238,7 +242,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     old_styles = base.styles if base is not None else []
     names = [*old_styles, *data.style_names, *([IDENTITY] if identity and IDENTITY not in old_styles else [])]
     if not names:
-        raise ValueError("nothing to train: data.styles is empty; give paintings (data.styles or data.style_dir) or model.identity_row=true")
+        raise TrainingConfigError("nothing to train: data.styles is empty; give paintings (data.styles or data.style_dir) or model.identity_row=true")
     module = StyleTransferModule(
         style_names=names,
         width=base.transformer.config.width if base is not None else cfg.model.width,
@@ -262,7 +266,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         _say(f"base model {cfg.base_model}: {len(old_styles)} style(s) and every convolution frozen")
     elif cfg.get("init_model"):
         if cfg.get("ckpt_path"):
-            raise ValueError("give init_model (start from a model file's weights) or ckpt_path (resume a run), not both")
+            raise TrainingConfigError("give init_model (start from a model file's weights) or ckpt_path (resume a run), not both")
         init = read_model(cfg.init_model)
         copied = init_from(module.transformer, init.transformer, init.styles, names)
         _say(f"initial weights from {cfg.init_model}: every convolution, and the rows of {copied} of {len(names)} style(s)")
