@@ -10,7 +10,7 @@ This module knows nothing of training, files or Lightning.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
@@ -321,17 +321,26 @@ class StyleTransformer(nn.Module):
         """
         if count < 1:
             raise ValueError(f"count must be at least 1, got {count}")
+        return self.with_style_rows([*range(self.config.num_styles), *[None] * count])
+
+    def with_style_rows(self, rows: Sequence[int | None]) -> StyleTransformer:
+        """A copy with ``len(rows)`` styles: every convolution copied exactly, and style ``i``'s
+        gamma/beta rows taken from this model's style ``rows[i]``, or the mean of its rows where
+        ``rows[i]`` is None (new styles, reordering, starting a run from another model's styles)."""
         c = self.config
-        bigger = StyleTransformer(num_styles=c.num_styles + count, width=c.width, num_residual_blocks=c.num_residual_blocks)
+        if any(r is not None and not 0 <= r < c.num_styles for r in rows):
+            raise ValueError(f"style rows must lie in 0..{c.num_styles - 1}, got {list(rows)}")
+        copy = StyleTransformer(num_styles=len(rows), width=c.width, num_residual_blocks=c.num_residual_blocks)
         state = self.state_dict()
-        for key, value in bigger.state_dict().items():
-            old = state[key]
-            if value.shape == old.shape:
-                value.copy_(old)
-            else:  # a gamma/beta table (N, C) -> (N + count, C)
-                value[: old.shape[0]] = old
-                value[old.shape[0] :] = old.mean(dim=0, keepdim=True)
-        return bigger.to(next(self.parameters()).device)
+        with torch.no_grad():
+            for key, value in copy.state_dict().items():
+                old = state[key]
+                if key.endswith((".gamma", ".beta")):  # (N, C) tables: row by row
+                    for i, r in enumerate(rows):
+                        value[i] = old[r] if r is not None else old.mean(dim=0)
+                else:
+                    value.copy_(old)
+        return copy.to(next(self.parameters()).device)
 
     def norms(self) -> list[ConditionalInstanceNorm2d]:
         """Every conditional instance norm, in forward order."""
