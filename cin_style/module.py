@@ -44,6 +44,10 @@ class StyleTransferModule(L.LightningModule):
             assigns styles in turn so every style is seen equally often.
         identity_weight: weight of the pixel MSE that trains the ``"identity"`` row (when
             ``style_names`` has one) to reproduce the photo; it is the strength dial's zero.
+        identity_share: with ``"uniform"`` sampling, the fraction of samples drawn for the identity
+            row (default: its fair share, 1/N). Reproducing photos asks the shared convolutions to
+            keep fine detail and saturated colour, which no painting asks for, so at 1/21 of the
+            samples the row lags far behind the styles; a larger share feeds it more photos.
         frozen_styles: the first ``frozen_styles`` rows and every convolution stay exactly as
             they are (adding styles to a trained network); only the later rows are trained.
         seed: seeds each step's style draw, which depends only on (seed, step) and the sample's
@@ -69,6 +73,7 @@ class StyleTransferModule(L.LightningModule):
         style_lr: float | None = None,
         style_sampling: str = "uniform",
         identity_weight: float = 1000.0,
+        identity_share: float | None = None,
         frozen_styles: int = 0,
         seed: int = 0,
         stability_weight: float = 0.0,
@@ -85,6 +90,13 @@ class StyleTransferModule(L.LightningModule):
             raise ValueError(f"style_sampling must be 'uniform' or 'cycle', got {style_sampling!r}")
         if not 0 <= frozen_styles < len(style_names):
             raise ValueError(f"frozen_styles must leave at least one of the {len(style_names)} styles to train, got {frozen_styles}")
+        if identity_share is not None:
+            if IDENTITY not in style_names[frozen_styles:] or len(style_names) - frozen_styles < 2:
+                raise ValueError("identity_share needs a trained identity row and at least one trained style beside it")
+            if style_sampling != "uniform":
+                raise ValueError("identity_share works with style_sampling='uniform'")
+            if not 0 < identity_share < 1:
+                raise ValueError(f"identity_share must be between 0 and 1, got {identity_share}")
         self.save_hyperparameters()
         self.style_names = list(style_names)
         self.transformer = StyleTransformer(num_styles=len(self.style_names), width=width)
@@ -97,6 +109,7 @@ class StyleTransferModule(L.LightningModule):
         self.style_lr = lr if style_lr is None else style_lr
         self.style_sampling = style_sampling
         self.identity_weight = identity_weight
+        self.identity_share = identity_share
         self.frozen_styles = frozen_styles
         self.seed = seed
         self.stability_weight = stability_weight
@@ -162,6 +175,12 @@ class StyleTransferModule(L.LightningModule):
         else:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.global_step)
             picks = torch.randint(0, n, (total,), generator=generator)
+            if self.identity_share is not None:
+                # The identity row with probability identity_share, else one of the other rows uniformly.
+                identity = self.identity_index - self.frozen_styles
+                others = torch.randint(0, n - 1, (total,), generator=generator)
+                others = others + (others >= identity).long()
+                picks = torch.where(torch.rand(total, generator=generator) < self.identity_share, identity, others)
         return picks[rank::world] + self.frozen_styles  # on the CPU: logging per style needs no device sync
 
     def losses(self, output: Tensor, content: Tensor, style_index: Tensor) -> LossTerms:

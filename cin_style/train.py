@@ -178,15 +178,7 @@ def init_from(transformer: torch.nn.Module, source: torch.nn.Module, source_styl
             f"this run has width {transformer.config.width} and {transformer.config.num_residual_blocks} (set model.width to match)"
         )
     rows = [source_styles.index(n) if n in source_styles else None for n in styles]
-    state = source.state_dict()
-    with torch.no_grad():
-        for key, value in transformer.state_dict().items():
-            old = state[key]
-            if key.endswith((".gamma", ".beta")):  # (N, C) tables: row by style name
-                for i, r in enumerate(rows):
-                    value[i] = old[r] if r is not None else old.mean(dim=0)
-            else:
-                value.copy_(old)
+    transformer.load_state_dict(source.with_style_rows(rows).state_dict())
     return sum(r is not None for r in rows)
 
 
@@ -252,6 +244,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         style_lr=cfg.optim.get("style_lr"),
         style_sampling=cfg.optim.style_sampling,
         identity_weight=cfg.model.get("identity_weight", 1000.0),
+        identity_share=cfg.model.get("identity_share"),
         frozen_styles=len(old_styles),
         seed=cfg.seed,
         stability_weight=cfg.model.get("stability_weight", 0.0),

@@ -169,3 +169,29 @@ def test_init_model_copies_rows_by_style_name():
         assert "model.width" in str(err)
     else:
         raise AssertionError("a width mismatch must be refused")
+
+
+def test_identity_share_draws_the_identity_row_that_often_and_the_others_evenly():
+    names = [f"style{i}" for i in range(4)] + ["identity"]
+    module = StyleTransferModule(style_names=names, width=0.25, loss={"vgg_weights": "random"}, identity_share=0.4)
+    counts = torch.zeros(len(names))
+    for seed in range(500):  # each (seed, step) is one independent draw of the batch
+        module.seed = seed
+        counts += torch.bincount(module.draw_styles(8), minlength=len(names))
+    share = counts / counts.sum()
+    # 4,000 samples: the binomial standard error of a 0.4 share is 0.008, of a 0.15 share 0.006.
+    assert abs(share[4] - 0.4) < 0.03
+    assert torch.allclose(share[:4], torch.full((4,), 0.15), atol=0.025)
+    for bad in ({"identity_share": 1.0}, {"identity_share": 0.2, "style_sampling": "cycle"}):
+        try:
+            StyleTransferModule(style_names=names, width=0.25, loss={"vgg_weights": "random"}, **bad)
+        except ValueError as err:
+            assert "identity_share" in str(err)
+        else:
+            raise AssertionError(f"{bad} must be refused")
+    try:
+        StyleTransferModule(style_names=names[:4], width=0.25, loss={"vgg_weights": "random"}, identity_share=0.2)
+    except ValueError as err:
+        assert "identity row" in str(err)
+    else:
+        raise AssertionError("identity_share without an identity row must be refused")
