@@ -99,6 +99,17 @@ def write_animation(path: Path, columns: list[list[np.ndarray]], labels: list[st
     pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=83, loop=0, **kwargs)
 
 
+def short_names(paths: list[str]) -> list[str]:
+    """The shortest trailing parts of each path (without the suffix) that tell the models apart:
+    ``runs/a/model.safetensors`` and ``runs/b/model.safetensors`` become ``a/model`` and ``b/model``."""
+    parts = [Path(p).with_suffix("").parts for p in paths]
+    for k in range(1, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-k:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in paths]
+
+
 def main(argv: list[str] | None = None) -> int:
     from cin_style import StyleModel
     from cin_style.video import flicker, stylize_frames, warping_error
@@ -115,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     made = clips(args.photo, args.frames)
     results, pan_outputs, labels = [], [], []
+    names = dict(zip(args.model, short_names(args.model)))
     for path in args.model:
         model = StyleModel.load(path)
         style = args.style or next(s for s in model.styles if s != "identity")
@@ -126,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = (time.perf_counter() - start) / len(frames)
                 if clip == "pan" and phases == 1:
                     pan_outputs.append(out)
-                    labels.append(Path(path).stem)
+                    labels.append(names[path])
                 results.append({
                     "model": path, "style": style, "clip": clip, "steady": phases, "flicker": flicker(frames, out),
                     "warping_error": warping_error(frames, out), "style_loss": style_loss_of(model, style, out, data_root),
@@ -135,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| model | clip | --steady | flicker | warping error | style loss | s/frame ({model.device}) |\n|---|---|---|---|---|---|---|")
     for r in results:
         loss = f"{r['style_loss']:.3f}" if r["style_loss"] is not None else "-"
-        print(f"| {Path(r['model']).name} | {r['clip']} | {r['steady']} | {r['flicker']:.3f} | {r['warping_error']:.5f} | {loss} | {r['seconds_per_frame']:.3f} |")
+        print(f"| {names[r['model']]} | {r['clip']} | {r['steady']} | {r['flicker']:.3f} | {r['warping_error']:.5f} | {loss} | {r['seconds_per_frame']:.3f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"photo": args.photo, "frames": args.frames, "rows": results}, indent=2) + "\n")
     if args.animation:

@@ -77,3 +77,11 @@ def test_ratios_and_table_pair_ours_with_the_reference():
 def test_command_line_refuses_unknown_rows():
     done = subprocess.run([sys.executable, "-m", "benchmarks.run", "--only", "everything"], capture_output=True, text=True)
     assert done.returncode == 2 and "unknown rows: everything" in done.stderr
+
+
+def test_flicker_names_models_by_the_shortest_path_tail_that_tells_them_apart():
+    from benchmarks.flicker import short_names
+
+    assert short_names(["runs/w0/model.safetensors", "runs/w500/model.safetensors"]) == ["w0/model", "w500/model"]
+    assert short_names(["a.safetensors", "dir/b.safetensors"]) == ["a", "b"]
+    assert short_names(["x/m.safetensors", "x/m.safetensors"]) == ["x/m.safetensors", "x/m.safetensors"]
