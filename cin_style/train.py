@@ -8,9 +8,11 @@ style grids as JPEG).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,42 @@ __all__ = ["train", "TrainingConfigError", "init_from", "export_run_model", "Ato
 
 #: print, in the first process of a distributed run only.
 _say = rank_zero_only(print)
+
+#: Messages of Lightning and PyTorch that a cin-style user cannot act on, silenced by their text
+#: (every other warning still shows): the frozen VGG-16 is in eval mode on purpose; LeafSpec is a
+#: deprecation inside Lightning's own code; the tip advertises a cloud service.
+_HARMLESS_WARNINGS = (
+    r"Found \d+ module\(s\) in eval mode",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+)
+_HARMLESS_LOG_LINES = ("litlogger",)
+
+
+class _DropHarmless(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in _HARMLESS_LOG_LINES)
+
+
+def quiet_known_noise() -> None:
+    """Silence exactly the known-harmless messages, and print Lightning's log lines once.
+
+    Lightning gives its loggers console handlers of their own when the root logger has none at
+    import; under Hydra the root logger has one too, and every line came out twice. When the
+    root logger prints (Hydra: to the console and the run's log file), Lightning's lines go there alone.
+    """
+    for pattern in _HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    noise = _DropHarmless()
+    for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropHarmless) for f in logger.filters):
+            logger.addFilter(noise)
+    if logging.getLogger().handlers:
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logger = logging.getLogger(name)
+            for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+                logger.removeHandler(handler)
+            logger.propagate = True
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -221,6 +259,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     """Run one training job described by ``cfg``, writing everything under ``run_dir``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    quiet_known_noise()
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")

@@ -1,6 +1,7 @@
 """End-to-end training through the real command line, in subprocesses, with real VGG-16 weights."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,14 @@ def test_smoke_experiment_trains_end_to_end(tmp_path, data_root):
     done = run_cli("train", "experiment=smoke", f"data_root={data_root}", f"hydra.run.dir={run}", cwd=tmp_path)
     assert "VGG-16 weights:" in done.stdout and "random" not in done.stdout.split("VGG-16 weights:")[1].splitlines()[0]
     assert "finished 80 steps" in done.stdout
+
+    # A quiet first run: no warning, no tip, no line twice (progress-bar redraws aside).
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", done.stdout + done.stderr)  # progress bars' cursor moves
+    lines = [line.strip() for line in text.replace("\r", "\n").splitlines()]
+    lines = [line for line in lines if line and "it/s" not in line and "s/it" not in line and "%|" not in line]
+    assert not [line for line in lines if "warn" in line.lower() or "litlogger" in line], lines
+    repeated = [line for line in set(lines) if lines.count(line) > 1]
+    assert not repeated, repeated
 
     # Everything lands in the run folder.
     assert (run / "config.yaml").is_file() and "great_wave" in (run / "config.yaml").read_text()
