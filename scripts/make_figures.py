@@ -1,8 +1,11 @@
 """The README's pictures for masks, strength, colour preservation, exact tiles and steadier video.
 
     pip install "cin-style[figures]"   # scikit-image, for its sample photos
-    python scripts/make_figures.py --model runs/quality_claim/multi.safetensors \
-        [--identity-model runs/looks/identity.safetensors] [--out docs/figures]
+    python scripts/make_figures.py [--model MODEL] [--identity-model MODEL] [--out docs/figures]
+        [--added-model ADDED --scratch-model SCRATCH]
+
+The model is the bundled paintings network unless ``--model`` names another; a model with an
+identity row also makes the strength picture.
 
 The photos come from scikit-image's sample data (``coffee``: CC0; ``chelsea``: CC0;
 ``astronaut``: NASA, public domain), so the pictures may ship with the repository; the shared
@@ -35,9 +38,15 @@ def sample(name: str) -> Image.Image:
     return Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
 
 
+def pick(model: StyleModel, preferred: str, fallback: int) -> str:
+    """``preferred`` when the model has it (the bundled model's styles), else its ``fallback``-th painting."""
+    paintings = [s for s in model.styles if s != "identity"] or model.styles
+    return preferred if preferred in paintings else paintings[fallback % len(paintings)]
+
+
 def masks_figure(model: StyleModel, out: Path) -> None:
     photo = sample("astronaut").resize((384, 384), Image.Resampling.LANCZOS)
-    a, b = model.styles[2 % len(model.styles)], model.styles[1 % len(model.styles)]
+    a, b = pick(model, "hokusai_great_wave", 2), pick(model, "van_gogh_starry_night", 1)
     left = np.zeros((384, 384), np.float32)
     left[:, :192] = 1.0
     ring = np.zeros((384, 384), np.float32)
@@ -55,7 +64,7 @@ def masks_figure(model: StyleModel, out: Path) -> None:
 
 def strength_figure(model: StyleModel, out: Path) -> None:
     photo = sample("chelsea")
-    style = model.styles[0]
+    style = pick(model, "van_gogh_starry_night", 0)
     cells = [model.stylize(photo, style=style, strength=s) for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
     save_image(contact_sheet([cells], labels=[[f"strength {s}" for s in ("0", "0.25", "0.5", "0.75", "1")]]), out / "strength.jpg", quality=85)
 
@@ -63,7 +72,7 @@ def strength_figure(model: StyleModel, out: Path) -> None:
 def color_figure(model: StyleModel, out: Path) -> None:
     photo = sample("coffee").resize((360, 240), Image.Resampling.LANCZOS)
     rows, labels = [], []
-    for style in model.styles[:3]:
+    for style in [pick(model, "kandinsky_composition_viii", 0), pick(model, "hokusai_great_wave", 1), pick(model, "renoir_bal_du_moulin_de_la_galette", 2)]:
         rows.append([model.stylize(photo, style=style), model.stylize(photo, style=style, preserve_color=True)])
         labels.append([style, "--preserve-color"])
     save_image(contact_sheet(rows, labels=labels), out / "preserve_color.jpg", quality=85)
@@ -73,7 +82,7 @@ def tiles_figure(model: StyleModel, out: Path) -> None:
     """Naive tiles (each normalized on its own) against exact tiles, on a 1024x1024 picture."""
     photo = sample("astronaut").resize((1024, 1024), Image.Resampling.LANCZOS)
     x = to_tensor(photo)[None]
-    w = model.weights(model.styles[2])
+    w = model.weights(pick(model, "van_gogh_starry_night", 2))
     whole = model.stylize_tensor(x, w, tile=0)
     exact = model.stylize_tensor(x, w, tile=256)
     naive = torch.cat(
@@ -103,7 +112,7 @@ def flicker_figure(model: StyleModel, out: Path) -> dict[str, float]:
     """Consecutive-frame differences of a slow pan, plain and with 16 averaged phases."""
     still = np.asarray(sample("rocket"))
     frames = [still[80:336, 100 + t : 100 + t + 320].copy() for t in range(12)]
-    w = model.weights(model.styles[1])
+    w = model.weights(pick(model, "hokusai_great_wave", 1))
     plain = list(stylize_frames(model, frames, lambda i: w))
     steady = list(stylize_frames(model, frames, lambda i: w, phases=16))
     figures = {"plain": flicker(frames, plain), "steady_16": flicker(frames, steady)}
@@ -120,7 +129,7 @@ def flicker_figure(model: StyleModel, out: Path) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a trained multi-style model")
+    parser.add_argument("--model", default=None, help="a trained multi-style model (default: the bundled paintings model)")
     parser.add_argument("--identity-model", default=None, help="a model with an identity row (for the strength picture)")
     parser.add_argument("--added-model", default=None, help="a model with a style added by experiment=add_styles")
     parser.add_argument("--scratch-model", default=None, help="a single-style model of that style trained from scratch")
@@ -129,7 +138,7 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    model = StyleModel.load(args.model, device="cpu")
+    model = StyleModel.load(args.model, device="cpu") if args.model else StyleModel.pretrained(device="cpu")
     masks_figure(model, out)
     color_figure(model, out)
     tiles_figure(model, out)
@@ -137,6 +146,8 @@ def main() -> int:
     print(f"flicker on a 1-pixel-per-frame pan: plain {figures['plain']:.3f}, 16 phases {figures['steady_16']:.3f}")
     if args.identity_model:
         strength_figure(StyleModel.load(args.identity_model, device="cpu"), out)
+    elif model.has_identity:
+        strength_figure(model, out)
     if args.added_model and args.scratch_model:
         added_style_figure(StyleModel.load(args.added_model, device="cpu"), StyleModel.load(args.scratch_model, device="cpu"), out)
     print(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
