@@ -71,7 +71,7 @@ def step(module: StyleTransferModule, optimizer: torch.optim.Optimizer, photos: 
             output = module.transformer(photos, torch.nn.functional.one_hot(styles, module.num_styles).float())
             terms = module.loss(output, photos, styles, content_features=full)
         else:
-            terms = module._score(photos, styles)
+            terms = module.score(photos, styles)
         loss = terms.total.mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

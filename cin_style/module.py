@@ -193,24 +193,39 @@ class StyleTransferModule(L.LightningModule):
             terms.content = terms.content + self.identity_weight * is_identity * pixel
         return terms
 
-    def _score(self, batch: Tensor, style_index: Tensor) -> LossTerms:
-        """Stylize ``batch`` with each sample's style and score it: the graph ``compile`` compiles."""
-        if self.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        style = one_hot_styles(style_index, self.num_styles).to(batch)
-        output = self.transformer(batch, style)
-        terms = self.losses(output, batch, style_index)
+    def score(self, batch: Tensor, style_index: Tensor) -> LossTerms:
+        """Stylize ``batch`` with each sample's style and score it, with the stability term when it is on.
+
+        The perturbed copy is made here, outside the compiled graph: its shift is a Python
+        number that picks slices, and inside ``torch.compile`` every new shift would compile
+        the graph again. The graph sees only a photo-shaped tensor."""
+        p = None
         if self.stability_weight:
             # The perturbation's random numbers come from (seed, step), like the style draw, so that
             # every process of a distributed run perturbs as one process would.
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.global_step + 7_919)
             p = perturb(batch, generator=generator, **self.stability)
-            terms.stability = self.stability_weight * stability_loss(output, self.transformer(p.perturbed, style), batch, p)
+        terms, output, perturbed_output = self._scored(batch, style_index, p.perturbed if p is not None else None)
+        if p is not None:
+            terms.stability = self.stability_weight * stability_loss(output, perturbed_output, batch, p)
         return terms
+
+    def _score(self, batch: Tensor, style_index: Tensor, perturbed: Tensor | None) -> tuple[LossTerms, Tensor, Tensor | None]:
+        """The graph ``compile`` compiles: the outputs for the batch (and its perturbed copy) and their losses."""
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        style = one_hot_styles(style_index, self.num_styles).to(batch)
+        output = self.transformer(batch, style)
+        terms = self.losses(output, batch, style_index)
+        if perturbed is None:
+            return terms, output, None
+        if self.channels_last:
+            perturbed = perturbed.contiguous(memory_format=torch.channels_last)
+        return terms, output, self.transformer(perturbed, style)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         drawn = self.draw_styles(batch.shape[0])
-        terms = self._scored(batch, drawn.to(self.device, non_blocking=True))
+        terms = self.score(batch, drawn.to(self.device, non_blocking=True))
         means = terms.means()
         self.log_dict({f"train/{k}": v for k, v in means.items()}, prog_bar=False, batch_size=batch.shape[0])
         self.log("loss", means["total"], prog_bar=True, logger=False, batch_size=batch.shape[0])

@@ -55,7 +55,7 @@ def test_the_term_reaches_the_transformer_and_is_logged_as_its_own_term():
         stability_weight=100.0, stability_shift=2,
     )  # fmt: skip
     module.set_style_targets([torch.rand(3, 32, 32), torch.rand(3, 32, 32)])
-    terms = module._score(photos()[:2, :, :24, :24], torch.tensor([0, 1]))
+    terms = module.score(photos()[:2, :, :24, :24], torch.tensor([0, 1]))
     assert terms.stability is not None and float(terms.stability.min()) > 0
     assert "stability" in terms.means() and torch.allclose(terms.total, terms.content + terms.style + terms.tv + terms.stability)
     terms.stability.sum().backward()
@@ -64,7 +64,7 @@ def test_the_term_reaches_the_transformer_and_is_logged_as_its_own_term():
 
     off = StyleTransferModule(style_names=["a", "b"], width=0.25, loss={"vgg_weights": "random"})
     off.set_style_targets([torch.rand(3, 32, 32), torch.rand(3, 32, 32)])
-    assert off._score(photos()[:2, :, :24, :24], torch.tensor([0, 1])).stability is None
+    assert off.score(photos()[:2, :, :24, :24], torch.tensor([0, 1])).stability is None
 
 
 def test_bad_perturbations_are_refused():
