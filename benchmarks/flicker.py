@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     data_root = Path(os.environ.get("CIN_STYLE_DATA", "../shared/data"))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-m", "--model", action="append", required=True, help="a model file; repeat to compare models (e.g. without and with the stability term)")
+    parser.add_argument("--label", action="append", default=None, help="a name for each -m in tables and the animation (default: the shortest distinct path tail)")
     parser.add_argument("--style", default=None, help="style name (default: the models' first style)")
     parser.add_argument("--photo", default=str(data_root / "content" / "val" / "kodim23.jpg"))
     parser.add_argument("--frames", type=int, default=24)
@@ -126,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     made = clips(args.photo, args.frames)
     results, pan_outputs, labels = [], [], []
-    names = dict(zip(args.model, short_names(args.model)))
+    if args.label is not None and len(args.label) != len(args.model):
+        parser.error(f"give one --label per -m ({len(args.model)}), got {len(args.label)}")
+    names = dict(zip(args.model, args.label or short_names(args.model)))
     for path in args.model:
         model = StyleModel.load(path)
         style = args.style or next(s for s in model.styles if s != "identity")

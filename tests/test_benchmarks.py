@@ -85,3 +85,11 @@ def test_flicker_names_models_by_the_shortest_path_tail_that_tells_them_apart():
     assert short_names(["runs/w0/model.safetensors", "runs/w500/model.safetensors"]) == ["w0/model", "w500/model"]
     assert short_names(["a.safetensors", "dir/b.safetensors"]) == ["a", "b"]
     assert short_names(["x/m.safetensors", "x/m.safetensors"]) == ["x/m.safetensors", "x/m.safetensors"]
+
+
+def test_flicker_wants_one_label_per_model():
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.flicker", "-m", "a.safetensors", "-m", "b.safetensors", "--label", "only one"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and "one --label per -m" in done.stderr
