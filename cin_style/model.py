@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "ConditionalInstanceNorm2d",
+    "PhotoSkip",
     "Statistics",
     "custom_statistics",
     "StyleTransformer",
@@ -28,10 +29,36 @@ __all__ = [
 ]
 
 
+#: Names of the per-style parameters (see :meth:`StyleTransformer.style_tables`).
+STYLE_TABLES = (".gamma", ".beta", ".gain")
+
+
 def one_hot_styles(index: Tensor | int | list[int], num_styles: int) -> Tensor:
     """Style-weight rows (B, N) that select one style per sample."""
     index = torch.as_tensor(index).reshape(-1)
     return F.one_hot(index.long(), num_styles).float()
+
+
+def resize_style_map(style: Tensor, num_styles: int, size: tuple[int, int]) -> Tensor:
+    """Style weights as a (B, N, h, w) map: (h, w) is (1, 1) for per-sample weights (B, N), else
+    ``size``: a per-pixel map (B, N, H, W) is resized to it."""
+    if style.dim() == 2:
+        style = style[:, :, None, None]
+    elif style.dim() != 4:
+        raise ValueError(f"style weights must be (B, N) or (B, N, H, W), got {tuple(style.shape)}")
+    if style.shape[1] != num_styles:
+        raise ValueError(f"style weights have {style.shape[1]} styles, the layer has {num_styles}")
+    h, w = style.shape[-2:]
+    if (h, w) != (1, 1) and (h, w) != tuple(size):
+        # Bilinear resampling is itself a convex combination, so convex weights stay convex.
+        shrink = h > size[0] or w > size[1]
+        style = F.interpolate(style, size=tuple(size), mode="bilinear", align_corners=False, antialias=shrink)
+    return style
+
+
+def blend_rows(style_map: Tensor, table: Tensor) -> Tensor:
+    """A per-style table (N, C) blended by a style map (B, N, h, w) into (B, C, h, w)."""
+    return torch.einsum("bnhw,nc->bchw", style_map.to(table.dtype), table)
 
 
 class ConditionalInstanceNorm2d(nn.Module):
@@ -67,26 +94,12 @@ class ConditionalInstanceNorm2d(nn.Module):
         return f"{self.num_features}, num_styles={self.num_styles}, eps={self.eps}"
 
     def style_map(self, style: Tensor, size: tuple[int, int]) -> Tensor:
-        """Style weights as a (B, N, h, w) map: (h, w) is (1, 1) for per-sample weights, else ``size``."""
-        if style.dim() == 2:
-            style = style[:, :, None, None]
-        elif style.dim() != 4:
-            raise ValueError(f"style weights must be (B, N) or (B, N, H, W), got {tuple(style.shape)}")
-        if style.shape[1] != self.num_styles:
-            raise ValueError(f"style weights have {style.shape[1]} styles, the layer has {self.num_styles}")
-        h, w = style.shape[-2:]
-        if (h, w) != (1, 1) and (h, w) != tuple(size):
-            # Bilinear resampling is itself a convex combination, so convex weights stay convex.
-            shrink = h > size[0] or w > size[1]
-            style = F.interpolate(style, size=tuple(size), mode="bilinear", align_corners=False, antialias=shrink)
-        return style
+        """Style weights as a (B, N, h, w) map at this layer's resolution (see :func:`resize_style_map`)."""
+        return resize_style_map(style, self.num_styles, size)
 
     def affine(self, style_map: Tensor) -> tuple[Tensor, Tensor]:
         """Blend the gamma/beta table with a style map from :meth:`style_map` into (B, C, h, w) maps."""
-        style_map = style_map.to(self.gamma.dtype)
-        gamma = torch.einsum("bnhw,nc->bchw", style_map, self.gamma)
-        beta = torch.einsum("bnhw,nc->bchw", style_map, self.beta)
-        return gamma, beta
+        return blend_rows(style_map, self.gamma), blend_rows(style_map, self.beta)
 
     def normalize(self, x: Tensor, mean: Tensor, var: Tensor, style_map: Tensor) -> Tensor:
         """Normalize ``x`` with given (B, C, 1, 1) statistics, then apply the style's gamma/beta.
@@ -251,6 +264,41 @@ class ResidualBlock(nn.Module):
         return x + self.conv2(F.relu(self.conv1(x, style)), style)
 
 
+class PhotoSkip(nn.Module):
+    """A per-style skip from the photo to the output: ``sigmoid(logits + gain * logit(photo))``.
+
+    Every layer of the transformer is followed by an instance norm, and the first one already
+    makes the network blind to the photo's overall brightness and contrast: for ``a > 0``, the
+    photos ``x`` and ``a * x + b`` give the same first convolution up to ``a`` and ``b``, which
+    the norm removes, so they give the same output. For a painting's row that is the point (the
+    palette belongs to the painting); for the identity row, which should give the photo back
+    (the strength dial's zero), it caps the PSNR near 20 dB whatever the training. This skip
+    carries the photo itself to the output, in logit space so that a gain of 1 with a zero
+    last-layer map returns the photo exactly and a blend of rows (the strength dial) mixes the
+    stylized logits with the photo's. One gain per style and channel, blended like gamma/beta;
+    every gain starts at 0, the network without the skip, so that training decides how much of
+    the photo each style lets through (model files from before the skip read with zeros).
+    """
+
+    #: The photo is clamped to [eps, 1 - eps] before the logit: 8-bit black and white stay finite
+    #: (logit 6.9) and still come back as 0 and 255.
+    eps = 1e-3
+
+    def __init__(self, channels: int = 3, *, num_styles: int) -> None:
+        super().__init__()
+        self.num_styles = num_styles
+        self.gain = nn.Parameter(torch.zeros(num_styles, channels))
+
+    def extra_repr(self) -> str:
+        return f"{self.gain.shape[1]}, num_styles={self.num_styles}"
+
+    def forward(self, logits: Tensor, images: Tensor, style: Tensor) -> Tensor:
+        """Output images from the last layer's ``logits`` and the ``images`` (same size) they were made from."""
+        gain = blend_rows(resize_style_map(style, self.num_styles, tuple(images.shape[-2:])), self.gain)
+        photo = torch.logit(images.float().clamp(self.eps, 1 - self.eps))
+        return torch.sigmoid(logits + (gain * photo).to(logits.dtype))
+
+
 @dataclass(frozen=True)
 class TransformerConfig:
     """Architecture hyper-parameters, enough to rebuild a :class:`StyleTransformer`."""
@@ -269,7 +317,9 @@ class StyleTransformer(nn.Module):
     Layout (Magenta image_stylization): conv 9x9/1 -> 32, conv 3x3/2 -> 64, conv 3x3/2 ->
     128, five residual blocks at 128, nearest x2 + conv 3x3 -> 64, nearest x2 + conv 3x3 ->
     32, conv 9x9 -> 3, sigmoid. CIN after every conv, including the last. ``width`` scales
-    the channel counts (at least one channel each).
+    the channel counts (at least one channel each). One addition to Magenta's layout: a
+    per-style skip from the photo into the last sigmoid (:class:`PhotoSkip`), without which
+    the identity row cannot give the photo back.
 
     ``forward(images, style)`` takes images (B, 3, H, W) in [0, 1] of any size and style
     weights of shape (B, N) or (B, N, H, W) (see :class:`ConditionalInstanceNorm2d`) and
@@ -303,6 +353,7 @@ class StyleTransformer(nn.Module):
             ]
         )
         self.output = ConvCIN(c1, 3, kernel_size=9, **kw)
+        self.photo = PhotoSkip(3, **kw)
 
     @classmethod
     def from_config(cls, config: TransformerConfig | dict) -> StyleTransformer:
@@ -332,15 +383,21 @@ class StyleTransformer(nn.Module):
             raise ValueError(f"style rows must lie in 0..{c.num_styles - 1}, got {list(rows)}")
         copy = StyleTransformer(num_styles=len(rows), width=c.width, num_residual_blocks=c.num_residual_blocks)
         state = self.state_dict()
+        tables = self.style_tables()
         with torch.no_grad():
             for key, value in copy.state_dict().items():
                 old = state[key]
-                if key.endswith((".gamma", ".beta")):  # (N, C) tables: row by row
+                if key in tables:  # (N, C) tables: row by row
                     for i, r in enumerate(rows):
                         value[i] = old[r] if r is not None else old.mean(dim=0)
                 else:
                     value.copy_(old)
         return copy.to(next(self.parameters()).device)
+
+    def style_tables(self) -> dict[str, nn.Parameter]:
+        """Every per-style table (one row per style, by parameter name): the norms' gamma and beta
+        and the photo skip's gains. Everything else is shared by all styles."""
+        return {name: p for name, p in self.named_parameters() if name.endswith(STYLE_TABLES)}
 
     def norms(self) -> list[ConditionalInstanceNorm2d]:
         """Every conditional instance norm, in forward order."""
@@ -367,6 +424,7 @@ class StyleTransformer(nn.Module):
         if style.shape[0] != images.shape[0]:
             raise ValueError(f"{style.shape[0]} style-weight rows for {images.shape[0]} images")
         h, w = images.shape[-2:]
+        unpadded_style = style
         x, style = self._pad(images, style)
         top = (x.shape[-2] - h) // 2
         left = (x.shape[-1] - w) // 2
@@ -376,5 +434,5 @@ class StyleTransformer(nn.Module):
             x = block(x, style)
         for layer in self.decoder:
             x = F.relu(layer(x, style))
-        x = torch.sigmoid(self.output(x, style))
-        return x[..., top : top + h, left : left + w]
+        logits = self.output(x, style)[..., top : top + h, left : left + w]
+        return self.photo(logits, images, unpadded_style)

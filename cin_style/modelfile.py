@@ -3,11 +3,13 @@
 Layout of a ``.safetensors`` model file:
 
 * tensors: the :class:`StyleTransformer` state dict (``encoder.0.conv.weight``, ...,
-  ``*.norm.gamma`` / ``*.norm.beta`` tables of shape (num_styles, C)), float32 or float16;
+  ``*.norm.gamma`` / ``*.norm.beta`` tables of shape (num_styles, C), ``photo.gain`` of shape
+  (num_styles, 3)), float32 or float16;
 * metadata (string to string, as safetensors requires):
 
   ``format``          ``"cin-style"``
-  ``format_version``  ``"1"``
+  ``format_version``  ``"2"`` (version 1 files, from before the photo skip, have no
+                      ``photo.gain``: they are read with gains of 0, which is what they computed)
   ``architecture``    JSON of :class:`TransformerConfig` (``num_styles``, ``width``, ``num_residual_blocks``)
   ``styles``          JSON list of style names, in the order of the gamma/beta rows
   ``training``        JSON summary of how the network was trained (steps, loss weights, ...)
@@ -35,7 +37,10 @@ from .model import StyleTransformer, TransformerConfig
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "LoadedModel", "credits_from_manifest", "read_model", "write_model"]
 
 FORMAT = "cin-style"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+#: Tensors a file of an older format version lacks, and the value that gives its old behaviour.
+_ADDED_IN = {"photo.gain": (2, 0.0)}
 
 
 class ModelFileError(ValueError):
@@ -111,7 +116,7 @@ def _read_safetensors(path: Path) -> LoadedModel:
         raise ModelFileError(f"{path}: broken metadata ({type(err).__name__}: {err})") from None
     if not isinstance(styles, list) or len(styles) != config.num_styles:
         raise ModelFileError(f"{path}: metadata lists {len(styles) if isinstance(styles, list) else '?'} styles, architecture says {config.num_styles}")
-    return _build(path, config, styles, tensors, training, credits)
+    return _build(path, config, styles, tensors, training, credits, version=version)
 
 
 def _read_checkpoint(path: Path) -> LoadedModel:
@@ -136,14 +141,20 @@ def _read_checkpoint(path: Path) -> LoadedModel:
         **({"style_multipliers": list(hp["style_multipliers"])} if hp.get("style_multipliers") is not None else {}),
         **dict(ckpt.get("cin_style_data") or {}),  # image_size, style_size, style_files (cin_style.train.DataRecord)
     }
-    return _build(path, config, styles, tensors, training, None)
+    # A checkpoint has no format version: one from before a tensor was added simply lacks it.
+    return _build(path, config, styles, tensors, training, None, version=None)
 
 
-def _build(path: Path, config: TransformerConfig, styles: list, tensors: dict[str, Tensor], training: dict, credits) -> LoadedModel:
+def _build(
+    path: Path, config: TransformerConfig, styles: list, tensors: dict[str, Tensor], training: dict, credits, *, version: int | None
+) -> LoadedModel:
     if config.num_styles < 1:
         raise ModelFileError(f"{path}: the model has no styles")
     transformer = StyleTransformer.from_config(config)
     expected = transformer.state_dict()
+    for key, (added, value) in _ADDED_IN.items():
+        if key not in tensors and (version is None or version < added):
+            tensors[key] = torch.full_like(expected[key], value)
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     wrong = sorted(k for k in set(expected) & set(tensors) if tensors[k].shape != expected[k].shape)

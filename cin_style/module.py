@@ -35,11 +35,12 @@ class StyleTransferModule(L.LightningModule):
         loss: keyword arguments of :class:`PerceptualLoss` (layers, weights, ``vgg_weights``...).
         style_multipliers: per-style weight of the style loss (default 1 each).
         lr: Adam learning rate.
-        style_lr: Adam learning rate of the gamma/beta tables (default ``lr``). Each row sees only
-            its own style's samples, about 1/N of them, and Adam moves a parameter by about the
-            learning rate per step whatever its gradient, so at 1e-3 the rows need thousands of
-            steps to travel the O(1) distances that tell styles apart while the shared convolutions
-            are already converging; a larger rate lets the styles separate sooner.
+        style_lr: Adam learning rate of the per-style tables (gamma/beta and the photo skip's
+            gains; default ``lr``). Each row sees only its own style's samples, about 1/N of them,
+            and Adam moves a parameter by about the learning rate per step whatever its gradient,
+            so at 1e-3 the rows need thousands of steps to travel the O(1) distances that tell
+            styles apart while the shared convolutions are already converging; a larger rate lets
+            the styles separate sooner.
         style_sampling: ``"uniform"`` draws each sample's style at random; ``"cycle"``
             assigns styles in turn so every style is seen equally often.
         identity_weight: weight of the pixel MSE that trains the ``"identity"`` row (when
@@ -123,9 +124,10 @@ class StyleTransferModule(L.LightningModule):
         self._scored = torch.compile(self._score, dynamic=False) if compile else self._score
 
     def _freeze(self, rows: int) -> None:
-        """Keep every convolution and the first ``rows`` gamma/beta rows exactly as they are."""
+        """Keep every convolution and the first ``rows`` rows of every style table exactly as they are."""
+        tables = self.transformer.style_tables()
         for name, param in self.transformer.named_parameters():
-            if not name.endswith((".gamma", ".beta")):
+            if name not in tables:
                 param.requires_grad_(False)
             else:
                 # Zero gradients stay zero through Adam (no weight decay), so these rows do not move at all.
@@ -257,9 +259,10 @@ class StyleTransferModule(L.LightningModule):
         return make_grid(torch.cat(rows).float().cpu(), nrow=self.num_styles + 1, padding=2, pad_value=1.0)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        tables = self.transformer.style_tables()
         trainable = [(name, p) for name, p in self.transformer.named_parameters() if p.requires_grad]
-        rows = [p for name, p in trainable if name.endswith((".gamma", ".beta"))]
-        convs = [p for name, p in trainable if not name.endswith((".gamma", ".beta"))]
+        rows = [p for name, p in trainable if name in tables]
+        convs = [p for name, p in trainable if name not in tables]
         groups = [{"params": convs, "lr": self.lr}] if convs else []
         return torch.optim.Adam([*groups, {"params": rows, "lr": self.style_lr}], lr=self.lr)
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .model import ConvCIN, StyleTransformer, phase_conv3x3, replicate_pad
+from .model import ConvCIN, StyleTransformer, phase_conv3x3, replicate_pad, resize_style_map
 
 __all__ = ["MIN_TILE", "stylize_tiled", "tile_passes"]
 
@@ -211,7 +211,7 @@ def _chains(net: StyleTransformer) -> list[list[tuple[ConvCIN, Activation]]]:
     relu = F.relu
     encoder = [(layer, relu) for layer in net.encoder]
     residual = [[(block.conv1, relu), (block.conv2, None)] for block in net.residuals]
-    decoder = [(layer, relu) for layer in net.decoder] + [(net.output, torch.sigmoid)]
+    decoder = [(layer, relu) for layer in net.decoder] + [(net.output, None)]  # logits: the photo skip follows
     return [encoder, *residual, decoder]
 
 
@@ -284,6 +284,7 @@ def stylize_tiled(
         raise ValueError(f"{style.shape[0]} style-weight rows for {images.shape[0]} images")
     tick = progress or (lambda: None)
     h, w = images.shape[-2:]
+    unpadded_style = resize_style_map(style, net.num_styles, (h, w))
     x, style = net._pad(images, style)
     top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
     kw = {"tile": tile, "full_rows": x.shape[-2]}
@@ -294,5 +295,11 @@ def stylize_tiled(
         _release_free_memory()
         y += _Chain(y, layers, style, **kw).run(tick)
     _release_free_memory()
-    out = _Chain(y, chains[-1], style, **kw).run(tick)
-    return out[..., top : top + h, left : left + w]
+    logits = _Chain(y, chains[-1], style, **kw).run(tick)[..., top : top + h, left : left + w]
+    del y
+    # The photo skip is per pixel: band by band, so its temporaries stay tile-sized.
+    out = torch.empty_like(logits)
+    for r0, r1 in _split(h, tile):
+        band = (r0, r1, 0, w)
+        out[..., r0:r1, :] = net.photo(logits[..., r0:r1, :], images[..., r0:r1, :], _crop_map(unpadded_style, band))
+    return out

@@ -6,11 +6,13 @@ from cin_style import StyleTransformer
 
 
 def random_style_net(num_styles: int = 3, *, width: float = 0.25, seed: int = 0) -> StyleTransformer:
-    """A transformer in eval mode whose styles differ visibly (gamma ~ N(1, 0.5), beta ~ N(0, 0.5))."""
+    """A transformer in eval mode whose styles differ visibly (gamma ~ N(1, 0.5), beta ~ N(0, 0.5)),
+    each letting some of the photo through its skip (gains ~ U(0, 1))."""
     torch.manual_seed(seed)
     net = StyleTransformer(num_styles=num_styles, width=width)
     with torch.no_grad():
         for norm in net.norms():
             norm.gamma.normal_(1.0, 0.5)
             norm.beta.normal_(0.0, 0.5)
+        net.photo.gain.uniform_(0.0, 1.0)
     return net.eval()

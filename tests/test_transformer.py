@@ -20,7 +20,10 @@ def test_parameter_counts_at_width_one(num_styles):
     assert conv == 1_674_432
     assert affine == 3_206 * num_styles
     assert all(m.bias is None for m in net.modules() if isinstance(m, nn.Conv2d)), "no conv biases"
-    assert sum(p.numel() for p in net.parameters()) == conv + affine
+    # Plus the photo skip: one gain per style and output channel.
+    assert net.photo.gain.shape == (num_styles, 3)
+    assert sum(p.numel() for p in net.parameters()) == conv + affine + 3 * num_styles
+    assert sum(p.numel() for p in net.style_tables().values()) == (3_206 + 3) * num_styles
 
 
 def test_width_multiplier_scales_channels():
@@ -97,3 +100,48 @@ def test_upsampling_layer_equals_upsample_reflect_pad_conv(shape):
     assert fast.shape == direct.shape
     assert torch.allclose(fast, direct, atol=1e-5)
     assert torch.allclose(fx, gx, atol=1e-4) and torch.allclose(fw, gw, atol=1e-4)
+
+
+def test_without_the_photo_skip_the_network_cannot_see_brightness_or_contrast():
+    """The first instance norm removes a*x + b (a > 0, the same for R, G, B): without the skip the
+    output is the same for a photo and a darker, flatter copy, which is why the identity row needs
+    the skip. With a gain the copy comes out different."""
+    torch.manual_seed(0)
+    net = StyleTransformer(num_styles=2, width=0.25).eval()
+    x = torch.rand(1, 3, 32, 32)
+    flat = 0.5 * x + 0.1
+    w = one_hot_styles(1, 2)
+    with torch.no_grad():
+        assert torch.allclose(net(x, w), net(flat, w), atol=1e-3)  # up to the norms' eps
+        net.photo.gain[1] = 1.0
+        assert (net(x, w) - net(flat, w)).abs().mean() > 0.05
+
+
+def test_photo_skip_with_a_silent_last_layer_returns_the_photo():
+    """A row with gain 1 and a last-layer gamma = beta = 0 gives sigmoid(logit(photo)): the photo,
+    clamped to [eps, 1 - eps]; blending it with another row blends the gains like gamma/beta."""
+    torch.manual_seed(0)
+    net = StyleTransformer(num_styles=2, width=0.25).eval()
+    with torch.no_grad():
+        net.output.norm.gamma[0] = 0.0
+        net.output.norm.beta[0] = 0.0
+        net.photo.gain[0] = 1.0
+        x = torch.rand(2, 3, 37, 29)
+        x[0, :, 0, 0] = 0.0  # black and white pixels stay finite and come back
+        x[0, :, 0, 1] = 1.0
+        out = net(x, one_hot_styles([0, 0], 2))
+        eps = net.photo.eps
+        assert torch.allclose(out, x.clamp(eps, 1 - eps), atol=1e-6)
+        assert torch.equal((out * 255).round(), (x * 255).round())
+        # Half way to style 1: the logit is the mean of both rows' last-layer maps plus half the photo's.
+        half = torch.tensor([[0.5, 0.5]])
+        y = x[:1, :, :36, :28]  # sides divisible by 4: no padding to undo by hand
+        h = y
+        for layer in net.encoder:
+            h = torch.relu(layer(h, half))
+        for block in net.residuals:
+            h = block(h, half)
+        for layer in net.decoder:
+            h = torch.relu(layer(h, half))
+        expected = torch.sigmoid(net.output(h, half) + 0.5 * torch.logit(y.clamp(eps, 1 - eps)))
+        assert torch.allclose(net(y, half), expected, atol=1e-5)

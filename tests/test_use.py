@@ -110,6 +110,35 @@ def test_broken_model_files_are_clear_errors(tmp_path, model_file):
         read_model(tmp_path / "missing.safetensors")
 
 
+def test_version_1_files_read_without_the_photo_skip(tmp_path, model_file):
+    """Files written before the photo skip existed (format 1, no ``photo.gain``) read with gains of 0:
+    exactly the network they stored. A current file that lacks the tensor is broken."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(model_file), "pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(model_file))
+    del tensors["photo.gain"]
+    save_file(tensors, str(tmp_path / "v1.safetensors"), metadata={**meta, "format_version": "1"})
+    old = read_model(tmp_path / "v1.safetensors").transformer
+    assert torch.equal(old.photo.gain, torch.zeros(3, 3))
+    # The old network's output, by hand: the last layer's logits through a plain sigmoid.
+    x, w = torch.rand(1, 3, 24, 24), torch.tensor([[0.0, 1.0, 0.0]])
+    h = x
+    with torch.no_grad():
+        for layer in old.encoder:
+            h = torch.relu(layer(h, w))
+        for block in old.residuals:
+            h = block(h, w)
+        for layer in old.decoder:
+            h = torch.relu(layer(h, w))
+        assert torch.allclose(old(x, w), torch.sigmoid(old.output(h, w)), atol=1e-6)
+    save_file(tensors, str(tmp_path / "v2.safetensors"), metadata=meta)
+    with pytest.raises(ModelFileError, match="missing 1 tensor.*photo.gain"):
+        read_model(tmp_path / "v2.safetensors")
+
+
 def test_half_precision_export_is_small_and_close(tmp_path, model_file):
     half = StyleModel.load(model_file, device="cpu").save(tmp_path / "h.safetensors", half=True)
     assert half.stat().st_size < 0.6 * model_file.stat().st_size
