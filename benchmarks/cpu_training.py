@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
-from cin_style.data import find_images, load_center_crops, load_style_image
+from cin_style.data import load_center_crops, load_style_image
+from cin_style.images import find_images
 from cin_style.module import StyleTransferModule
 from cin_style.styles import IDENTITY
 

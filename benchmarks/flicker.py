@@ -67,17 +67,15 @@ def style_loss_of(model, style: str, frames: list[np.ndarray], data_root: Path) 
     """Mean style loss of ``frames`` against the style's painting, with the model's training settings."""
     import torch
 
-    from cin_style.data import load_style_image
-    from cin_style.evaluate import build_loss, loss_config
-    from cin_style.images import find_images
+    from cin_style.data import find_paintings, load_style_image, recorded_style_size
+    from cin_style.evaluate import model_loss
 
-    config = loss_config(model.training)
-    recorded = (model.training.get("style_files") or {}).get(style)
-    paintings = [p for p in find_images(data_root / "styles") if p.name == recorded or p.stem == style] if (data_root / "styles").is_dir() else []
-    if not paintings:
+    try:
+        painting = find_paintings(data_root / "styles", [style], model.training.get("style_files"))[style]
+    except FileNotFoundError:
         return None
-    loss = build_loss(config, device=model.device)
-    grams = loss.style_grams(load_style_image(paintings[0], config["style_size"])[None].to(model.device))
+    loss = model_loss(model)
+    grams = loss.style_grams(load_style_image(painting, recorded_style_size(model.training))[None].to(model.device))
     batch = torch.from_numpy(np.stack(frames[::4])).permute(0, 3, 1, 2).float().div(255).to(model.device)
     with torch.no_grad():
         return float(loss(batch, batch, style_grams=grams).style.mean())

@@ -16,9 +16,11 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "StyleModel": "api",
+    "LossConfig": "loss",
     "PerceptualLoss": "loss",
     "gram_matrix": "loss",
     "ConditionalInstanceNorm2d": "model",
+    "PhotoSkip": "model",
     "StyleTransformer": "model",
     "TransformerConfig": "model",
     "one_hot_styles": "model",
@@ -32,9 +34,10 @@ __all__ = sorted(_PUBLIC)
 if TYPE_CHECKING:
     # Explicit re-exports ("X as X"), for type checkers and linters.
     from .api import StyleModel as StyleModel
-    from .loss import PerceptualLoss as PerceptualLoss, gram_matrix as gram_matrix
+    from .loss import LossConfig as LossConfig, PerceptualLoss as PerceptualLoss, gram_matrix as gram_matrix
     from .model import (
         ConditionalInstanceNorm2d as ConditionalInstanceNorm2d,
+        PhotoSkip as PhotoSkip,
         StyleTransformer as StyleTransformer,
         TransformerConfig as TransformerConfig,
         one_hot_styles as one_hot_styles,

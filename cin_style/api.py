@@ -155,7 +155,7 @@ class StyleModel:
         if not self.has_identity:
             raise StyleError(
                 f"this model has no {IDENTITY!r} row, so the strength dial is not available; train with "
-                f"model.identity_row=true, or add one: cin-style train experiment=add_styles base_model=MODEL 'new_styles=[{IDENTITY}]'"
+                f"identity_row=true, or add one: cin-style train experiment=add_styles base_model=MODEL 'new_styles=[{IDENTITY}]'"
             )
 
     def _with_strength(self, w: Tensor, strength: float) -> Tensor:
@@ -305,16 +305,20 @@ class StyleModel:
         photo = load_image(image) if isinstance(image, (str, os.PathLike)) else image.convert("RGB")
         return limit_longer_side(photo, size)
 
-    def style_sheet(self, image: str | os.PathLike | Image.Image, *, size: int | None = None) -> Image.Image:
-        """The photo followed by one image per style, captioned, as one contact sheet."""
-        photo = self._photo(image, size)
-        x = to_tensor(photo)[None]
-        outs = [photo] + [to_pil(self.stylize_tensor(x, self.weights(i))[0]) for i in range(len(self.styles))]
-        ncols = min(len(outs), max(2, round(len(outs) ** 0.5 * 1.5)))
-        rows = [outs[i : i + ncols] for i in range(0, len(outs), ncols)]
+    def style_sheet(
+        self, images: str | os.PathLike | Image.Image | Sequence[str | os.PathLike | Image.Image], *, size: int | None = None
+    ) -> Image.Image:
+        """Each photo followed by its output in every style, captioned, as one contact sheet: one
+        photo wraps into a near-square grid, several photos give one row each."""
+        several = isinstance(images, Sequence) and not isinstance(images, str)
+        photos = [self._photo(image, size) for image in (images if several else [images])]
         names = ["photo", *self.styles]
-        labels = [names[i : i + ncols] for i in range(0, len(names), ncols)]
-        return contact_sheet(rows, labels=labels)
+        rows = [[photo] + [to_pil(self.stylize_tensor(to_tensor(photo)[None], self.weights(i))[0]) for i in range(len(self.styles))] for photo in photos]
+        if several:
+            return contact_sheet(rows, labels=[names] + [[""] * len(names)] * (len(rows) - 1))
+        ncols = min(len(names), max(2, round(len(names) ** 0.5 * 1.5)))
+        wrap = lambda items: [items[i : i + ncols] for i in range(0, len(items), ncols)]  # noqa: E731
+        return contact_sheet(wrap(rows[0]), labels=wrap(names))
 
     def blend_grid(
         self, image: str | os.PathLike | Image.Image, styles: Sequence[str | int], *, steps: int = 5, size: int | None = None

@@ -364,9 +364,9 @@ def _optimize(args) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from .evaluate import LOSS_KEYS, build_loss
-    from .images import limit_longer_side, load_image, save_image, to_pil, to_tensor
     from .data import load_style_image
+    from .images import limit_longer_side, load_image, save_image, to_pil, to_tensor
+    from .loss import LossConfig, PerceptualLoss
     from .optimize import optimize_images
     from .sheets import loss_curve
 
@@ -376,17 +376,16 @@ def _optimize(args) -> int:
     painting = Path(args.style)
     load_image(painting, max_pixels=args.max_pixels)  # a bad painting is reported before VGG-16 loads
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    config = {**LOSS_KEYS, "content_weight": args.content_weight, "style_weight": args.style_weight, "tv_weight": args.tv_weight, "pooling": args.pooling}
-    loss = build_loss(config, device=device)
-    style_size = args.style_size or min(photo.size)
-    grams = loss.style_grams(load_style_image(painting, style_size)[None].to(device))
-    content = to_tensor(photo)[None].to(device)
+    given = {k: getattr(args, k) for k in ("content_weight", "style_weight", "tv_weight", "pooling") if getattr(args, k) is not None}
+    loss = PerceptualLoss(num_styles=1, config=LossConfig(**given)).to(device).eval()
+    grams = loss.style_grams(load_style_image(painting, args.style_size or min(photo.size))[None].to(device))
     bar = tqdm(total=args.steps, unit="step", desc=f"optimize ({args.method})")
 
     def progress(step: int, losses: dict[str, float]) -> None:
         bar.update(1)
         bar.set_postfix(total=f"{losses['total']:.4g}")
 
+    content = to_tensor(photo)[None].to(device)
     result = optimize_images(content, loss=loss, style_grams=grams, steps=args.steps, method=args.method, init=args.init, lr=args.lr, seed=args.seed, progress=progress)
     bar.close()
     save_image(to_pil(result.images[0]), output, quality=args.quality)
@@ -394,8 +393,7 @@ def _optimize(args) -> int:
     with open(f"{stem}.loss.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["step", "content", "style", "tv", "total"])
         writer.writeheader()
-        for step, row in enumerate(result.history, start=1):
-            writer.writerow({"step": step, **row})
+        writer.writerows({"step": step, **row} for step, row in enumerate(result.history, start=1))
     curves = {k: [row[k] for row in result.history] for k in ("total", "content", "style")}
     save_image(loss_curve(curves, title=f"{painting.name}: {args.method}, {args.init} init"), f"{stem}.loss.png")
     first, last = result.history[0]["total"], result.history[-1]["total"]
@@ -404,38 +402,16 @@ def _optimize(args) -> int:
     return 0
 
 
-def _style_paintings(folder: Path | None, styles: list[str], training: dict) -> dict[str, Path]:
-    """Each style's painting in ``folder``: by the file name recorded at training, else by the style's name."""
-    from .images import find_images
-
-    if folder is None:
-        raise CommandError("give --style-images DIR: the folder with the paintings the model was trained on (found by style name)")
-    files = find_images(folder)
-    recorded = training.get("style_files") or {}
-    found, missing = {}, []
-    for name in styles:
-        match = [f for f in files if f.name == recorded.get(name)] or [f for f in files if f.stem == name]
-        if match:
-            found[name] = match[0]
-        else:
-            missing.append(name)
-    if missing:
-        raise CommandError(f"{folder}: no painting for style(s) {', '.join(missing)} (looked for {', '.join(recorded.get(n, n + '.*') for n in missing)})")
-    return found
-
-
 def _evaluate(args) -> int:
     import json
-    import statistics
 
     from tqdm.auto import tqdm
 
-    from .data import find_images, load_center_crops, load_style_image
-    from .evaluate import (
-        SCHEMA, build_loss, evaluate_model, evaluated_styles, identity_psnr, loss_config, markdown_table, style_identification, summary,
-    )  # fmt: skip
     from .api import pretrained_file
-    from .images import save_image, to_pil
+    from .data import find_paintings, load_center_crops
+    from .evaluate import evaluate, evaluated_styles, markdown_table
+    from .files import atomic_path
+    from .images import find_images, save_image, to_pil
 
     json_path = Path(args.json) if args.json else None
     if json_path is not None:
@@ -446,55 +422,26 @@ def _evaluate(args) -> int:
     files = find_images(photos_dir)[: args.limit] if photos_dir.is_dir() else []
     if not files:
         raise CommandError(f"{photos_dir}: no photos found")
+    if args.style_images is None:
+        raise CommandError("give --style-images DIR: the folder with the paintings the model was trained on (found by style name)")
     model = _load_model(args)
-    paintings = _style_paintings(Path(args.style_images) if args.style_images else None, evaluated_styles(model.styles), model.training)
-    config = loss_config(model.training)
-    if args.style_size:
-        config["style_size"] = args.style_size
-    style_images = {name: load_style_image(path, config["style_size"]) for name, path in paintings.items()}
-    photos = load_center_crops(files, args.size)
-    loss = build_loss(config, device=model.device)
-    batches = -(-len(files) // args.batch_size)
-    with tqdm(total=batches * len(model.styles), unit="batch", desc="evaluate") as bar:
-        styles = evaluate_model(
-            model, photos, style_images, loss=loss, batch_size=args.batch_size, optimize_steps=args.optimize_steps,
-            optimize_method=args.method, progress=lambda name: bar.update(1),
+    paintings = find_paintings(args.style_images, evaluated_styles(model.styles), model.training.get("style_files"))
+    batches = -(-len(files) // args.batch_size) * len(evaluated_styles(model.styles))
+    with tqdm(total=batches, unit="batch", desc="evaluate") as bar:
+        report = evaluate(
+            model, files, paintings, size=args.size, style_size=args.style_size, batch_size=args.batch_size,
+            optimize_steps=args.optimize_steps, optimize_method=args.method, photo_root=photos_dir,
+            model_name=str(args.model if args.model else pretrained_file()), progress=lambda name: bar.update(1),
         )  # fmt: skip
-    identification = style_identification(model, photos, style_images, loss=loss, batch_size=args.batch_size)
-    identity = identity_psnr(model, photos, batch_size=args.batch_size)
-    report = {
-        "schema": SCHEMA,
-        "model": str(args.model if args.model else pretrained_file()),
-        "model_steps": model.training.get("steps"),
-        "size": args.size,
-        "num_photos": len(files),
-        "photos": [str(f.relative_to(photos_dir)) for f in files],
-        "loss": config,
-        "vgg_weights": loss.vgg.weights_source,
-        "optimize": {"steps": args.optimize_steps, "method": args.method, "init": "content"} if args.optimize_steps else None,
-        "styles": {name: {"style_image": paintings[name].name, **row} for name, row in styles.items()},
-        "mean": summary(styles),
-        "identification": identification,
-        "identity_psnr": None if identity is None else {"median": statistics.median(identity), "min": min(identity), "per_photo": identity},
-    }
     table = markdown_table(report)
     print(table)
     if json_path is not None:
-        from .files import atomic_path
-
         with atomic_path(json_path) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
         stem = json_path.with_suffix("")
         Path(f"{stem}.md").write_text(table)
-        shown = photos[: args.sheet_photos]
-        rows, labels = [], []
-        for photo in shown:
-            outs = [to_pil(model.stylize_tensor(photo[None], model.weights(name))[0]) for name in model.styles]
-            rows.append([to_pil(photo), *outs])
-            labels.append(["photo", *model.styles] if not labels else [""] * (len(outs) + 1))
-        from .sheets import contact_sheet
-
-        save_image(contact_sheet(rows, labels=labels), f"{stem}.sheet.jpg", quality=90)
+        shown = [to_pil(t) for t in load_center_crops(files[: args.sheet_photos], args.size)]
+        save_image(model.style_sheet(shown), f"{stem}.sheet.jpg", quality=90)
         print(f"wrote {json_path}, {stem}.md, {stem}.sheet.jpg")
     return 0
 
@@ -596,10 +543,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--init", choices=["content", "noise"], default="content", help="start from the photo (default) or from noise")
     p.add_argument("--method", choices=["lbfgs", "adam"], default="lbfgs", help="L-BFGS (default) or Adam")
     p.add_argument("--lr", type=float, default=None, help="step size (default: 1 for L-BFGS with line search, 0.02 for Adam)")
-    p.add_argument("--content-weight", type=float, default=1.0)
-    p.add_argument("--style-weight", type=float, default=5.0)
-    p.add_argument("--tv-weight", type=float, default=0.0)
-    p.add_argument("--pooling", choices=["max", "avg"], default="max", help="VGG-16 pooling (Gatys et al. prefer avg)")
+    p.add_argument("--content-weight", type=float, default=None, help="default: as in training (cin_style.loss.LossConfig)")
+    p.add_argument("--style-weight", type=float, default=None, help="default: as in training")
+    p.add_argument("--tv-weight", type=float, default=None, help="default: as in training")
+    p.add_argument("--pooling", choices=["max", "avg"], default=None, help="VGG-16 pooling (default max, as in training; Gatys et al. prefer avg)")
     p.add_argument("--seed", type=int, default=0, help="for --init noise")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     with_images(p)

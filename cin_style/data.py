@@ -23,20 +23,21 @@ from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .images import IMAGE_SUFFIXES, ImageLoadError, find_images, load_image
+from .images import ImageLoadError, find_images, load_image
 
 __all__ = [
-    "IMAGE_SUFFIXES",
-    "StyleSpec",
+    "DEFAULT_STYLE_SIZE",
+    "recorded_style_size",
+    "Painting",
     "ContentImages",
     "Crop",
     "DevicePhotos",
     "ShardedRandomSampler",
     "StyleTransferDataModule",
-    "find_images",
+    "find_paintings",
     "load_center_crops",
+    "load_paintings",
     "load_style_image",
-    "load_style_specs",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,35 @@ def resize_shorter(image: Image.Image, size: int) -> Image.Image:
     scale = size / min(w, h)
     new = (max(size, round(w * scale)), max(size, round(h * scale)))
     return image.resize(new, Image.Resampling.BICUBIC, reducing_gap=3.0) if new != (w, h) else image
+
+
+#: Paintings are resized to this shorter side before their Gram targets are taken, unless a config says otherwise.
+DEFAULT_STYLE_SIZE = 256
+
+
+def recorded_style_size(training: Mapping) -> int:
+    """The style size a model was trained with, from its training record (the default where it is silent)."""
+    return int(training.get("style_size") or DEFAULT_STYLE_SIZE)
+
+
+def find_paintings(folder: str | os.PathLike, names: Sequence[str], recorded: Mapping[str, str] | None = None) -> dict[str, Path]:
+    """Each style's painting in ``folder``: the file name recorded at training (``recorded``: style ->
+    file name, as a model file's ``style_files``), else a file named after the style (any image
+    suffix). Raises FileNotFoundError naming every style without one."""
+    folder = Path(folder)
+    files = find_images(folder) if folder.is_dir() else []
+    recorded = recorded or {}
+    found, missing = {}, []
+    for name in names:
+        match = [f for f in files if f.name == recorded.get(name)] or [f for f in files if f.stem == name]
+        if match:
+            found[name] = match[0]
+        else:
+            missing.append(name)
+    if missing:
+        looked = ", ".join(recorded.get(n) or f"{n}.*" for n in missing)
+        raise FileNotFoundError(f"{folder}: no painting for style(s) {', '.join(missing)} (looked for {looked})")
+    return found
 
 
 def load_style_image(path: str | os.PathLike, style_size: int) -> Tensor:
@@ -60,44 +90,46 @@ def load_center_crops(files: Sequence[Path], size: int) -> Tensor:
 
 
 @dataclass(frozen=True)
-class StyleSpec:
-    """One style: its name (as users select it), the painting's file and a loss multiplier."""
+class Painting:
+    """One painting to train a style on: the style's name (as users select it), the file, and the
+    multiplier of its style loss (``style_multipliers`` downstream)."""
 
     name: str
     path: Path
-    weight: float = 1.0
+    multiplier: float = 1.0
 
 
-def load_style_specs(
-    styles: Sequence[Mapping] | None = None, style_dir: str | os.PathLike | None = None
-) -> list[StyleSpec]:
-    """Styles from an explicit list (name, path, optional weight) or every image in a folder.
+def load_paintings(styles: Sequence[Mapping] | None = None, style_dir: str | os.PathLike | None = None) -> list[Painting]:
+    """Paintings from an explicit list (name, path, optional multiplier) or every image in a folder.
 
     With a folder, a style's name is the file's stem. Names must be unique.
     """
-    specs: list[StyleSpec] = []
+    paintings: list[Painting] = []
     if styles is not None and len(styles) == 0 and style_dir is None:
         return []  # said explicitly: no paintings (an identity row alone, for example)
     if styles:
         for entry in styles:
             if "path" not in entry:
                 raise ValueError(f"style entry {dict(entry)} has no path")
+            unknown = sorted(set(entry) - {"name", "path", "multiplier"})
+            if unknown:
+                raise ValueError(f"style entry {dict(entry)}: unknown key(s) {', '.join(unknown)} (known: name, path, multiplier)")
             path = Path(entry["path"])
-            specs.append(StyleSpec(str(entry.get("name") or path.stem), path, float(entry.get("weight", 1.0))))
+            paintings.append(Painting(str(entry.get("name") or path.stem), path, float(entry.get("multiplier", 1.0))))
     elif style_dir is not None:
-        specs = [StyleSpec(p.stem, p) for p in find_images(style_dir)]
-    if not specs:
+        paintings = [Painting(p.stem, p) for p in find_images(style_dir)]
+    if not paintings:
         raise ValueError("no styles: give data.styles (a list of name/path entries) or data.style_dir (a folder)")
-    names = [s.name for s in specs]
+    names = [s.name for s in paintings]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"duplicate style names: {', '.join(dupes)}")
-    for s in specs:
-        if s.weight < 0 or s.weight != s.weight:
-            raise ValueError(f"style {s.name}: weight must be a non-negative number, got {s.weight}")
+    for s in paintings:
+        if s.multiplier < 0 or s.multiplier != s.multiplier:
+            raise ValueError(f"style {s.name}: multiplier must be a non-negative number, got {s.multiplier}")
         if not s.path.is_file():
             raise FileNotFoundError(f"style {s.name}: painting {s.path} does not exist")
-    return specs
+    return paintings
 
 
 #: Training photos are trimmed to at most this aspect ratio (centred) before the random crop,
@@ -309,7 +341,7 @@ class StyleTransferDataModule(L.LightningDataModule):
         styles: Sequence[Mapping] | None = None,
         style_dir: str | None = None,
         image_size: int = 256,
-        style_size: int = 256,
+        style_size: int = DEFAULT_STYLE_SIZE,
         batch_size: int = 16,
         num_val: int = 8,
         num_workers: int = 0,
@@ -321,7 +353,7 @@ class StyleTransferDataModule(L.LightningDataModule):
             raise ValueError(f"image_size must be at least 16, got {image_size}")
         self.content_dir = Path(content_dir)
         self.val_dir = Path(val_dir) if val_dir else None
-        self.style_specs = load_style_specs(styles, style_dir)
+        self.paintings = load_paintings(styles, style_dir)
         self.image_size = image_size
         self.style_size = style_size
         self.batch_size = batch_size
@@ -335,15 +367,15 @@ class StyleTransferDataModule(L.LightningDataModule):
 
     @property
     def style_names(self) -> list[str]:
-        return [s.name for s in self.style_specs]
+        return [s.name for s in self.paintings]
 
     @property
-    def style_loss_weights(self) -> list[float]:
-        return [s.weight for s in self.style_specs]
+    def style_multipliers(self) -> list[float]:
+        return [s.multiplier for s in self.paintings]
 
     def load_style_images(self) -> list[Tensor]:
         """One (3, H, W) tensor per style, shorter side ``style_size``."""
-        return [load_style_image(s.path, self.style_size) for s in self.style_specs]
+        return [load_style_image(s.path, self.style_size) for s in self.paintings]
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:

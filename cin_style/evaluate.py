@@ -12,45 +12,32 @@ The report is a plain dict with a stable schema (``SCHEMA``; documented in
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from .api import StyleModel
-from .loss import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, PerceptualLoss
+from .data import load_center_crops, load_style_image, recorded_style_size
+from .loss import LossConfig, PerceptualLoss
 from .optimize import optimize_images
 from .styles import IDENTITY
 
 __all__ = [
-    "SCHEMA", "LOSS_KEYS", "loss_config", "build_loss", "evaluate_model", "evaluated_styles", "markdown_table",
+    "SCHEMA", "model_loss", "evaluate", "evaluate_model", "evaluated_styles", "markdown_table",
     "gram_distances", "style_identification", "identity_psnr", "psnr",
 ]  # fmt: skip
 
 SCHEMA = "cin-style-evaluate/2"
 
-#: The loss settings a report records, with the defaults of conf/loss/perceptual.yaml.
-LOSS_KEYS = {
-    "content_layers": DEFAULT_CONTENT_LAYERS,
-    "style_layers": DEFAULT_STYLE_LAYERS,
-    "content_weight": 1.0,
-    "style_weight": 5.0,
-    "tv_weight": 0.0,
-    "pooling": "max",
-    "style_size": 256,
-}
 
-
-def loss_config(training: Mapping[str, Any]) -> dict[str, Any]:
-    """The loss settings of a model's training record, with defaults for what it lacks."""
-    return {key: training.get(key, default) for key, default in LOSS_KEYS.items()}
-
-
-def build_loss(config: Mapping[str, Any], *, device: torch.device | str = "cpu", vgg_weights: str | None = None) -> PerceptualLoss:
-    """A one-style :class:`PerceptualLoss` (targets are passed as Gram matrices) for ``config``."""
-    kwargs = {k: v for k, v in config.items() if k != "style_size"}
-    return PerceptualLoss(num_styles=1, vgg_weights=vgg_weights, **kwargs).to(device).eval()
+def model_loss(model: StyleModel, **overrides: Any) -> PerceptualLoss:
+    """The loss ``model`` was trained with (its training record, :meth:`LossConfig.from_record`), for
+    one style whose targets are passed as Gram matrices, on the model's device."""
+    return PerceptualLoss(num_styles=1, config=LossConfig.from_record(model.training, **overrides)).to(model.device).eval()
 
 
 def evaluated_styles(styles: Sequence[str]) -> list[str]:
@@ -185,6 +172,51 @@ def summary(styles: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
         out["optimized_total"] = sum(float(r["optimized"]["total"]) for r in styles.values()) / n
         out["ratio"] = sum(float(r["ratio"]) for r in styles.values()) / n
     return out
+
+
+def evaluate(
+    model: StyleModel,
+    photos: Sequence[Path],
+    paintings: Mapping[str, Path],
+    *,
+    size: int = 256,
+    style_size: int | None = None,
+    batch_size: int = 8,
+    optimize_steps: int = 0,
+    optimize_method: str = "lbfgs",
+    model_name: str = "",
+    photo_root: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The full report (``SCHEMA``, documented in ``docs/evaluate.md``) of ``model`` on the photo
+    files (centre crops of ``size``) against each style's painting file (:func:`cin_style.data.find_paintings`):
+    per-style losses (and the optimization method's, with ``optimize_steps``), style identification
+    and the identity row's PSNR. Paintings are taken at the style size the model was trained with
+    unless ``style_size`` is given; ``progress(style)`` is called after every batch."""
+    loss = model_loss(model)
+    style_size = style_size or recorded_style_size(model.training)
+    style_images = {name: load_style_image(path, style_size) for name, path in paintings.items()}
+    tensors = load_center_crops(list(photos), size)
+    styles = evaluate_model(
+        model, tensors, style_images, loss=loss, batch_size=batch_size, optimize_steps=optimize_steps,
+        optimize_method=optimize_method, progress=progress,
+    )  # fmt: skip
+    identity = identity_psnr(model, tensors, batch_size=batch_size)
+    return {
+        "schema": SCHEMA,
+        "model": model_name,
+        "model_steps": model.training.get("steps"),
+        "size": size,
+        "num_photos": len(photos),
+        "photos": [str(f.relative_to(photo_root) if photo_root else f) for f in photos],
+        "loss": {**loss.config.record(), "style_size": style_size},
+        "vgg_weights": loss.vgg.weights_source,
+        "optimize": {"steps": optimize_steps, "method": optimize_method, "init": "content"} if optimize_steps else None,
+        "styles": {name: {"style_image": paintings[name].name, **row} for name, row in styles.items()},
+        "mean": summary(styles),
+        "identification": style_identification(model, tensors, style_images, loss=loss, batch_size=batch_size),
+        "identity_psnr": None if identity is None else {"median": statistics.median(identity), "min": min(identity), "per_photo": identity},
+    }
 
 
 def markdown_table(report: Mapping[str, Any]) -> str:

@@ -23,17 +23,42 @@ targets) and the trainer can report each style separately.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .vgg import VGG16Features
 
-__all__ = ["gram_matrix", "total_variation", "PerceptualLoss", "LossTerms"]
+__all__ = ["gram_matrix", "total_variation", "LossConfig", "PerceptualLoss", "LossTerms"]
 
-DEFAULT_CONTENT_LAYERS = {"relu3_3": 1.0}
-DEFAULT_STYLE_LAYERS = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0}
+
+@dataclass
+class LossConfig:
+    """What the perceptual loss compares and how much each term weighs: the one place its defaults
+    are written. Training builds it from the ``loss`` config group, a model file's training record
+    keeps it (:meth:`record`), and evaluation and optimization read it back (:meth:`from_record`)."""
+
+    content_layers: dict[str, float] = field(default_factory=lambda: {"relu3_3": 1.0})
+    style_layers: dict[str, float] = field(default_factory=lambda: {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0})
+    content_weight: float = 1.0
+    style_weight: float = 5.0
+    tv_weight: float = 0.0
+    pooling: str = "max"  # VGG-16's pooling: max (torchvision) or avg (Gatys et al., Magenta)
+    #: Where VGG-16's weights come from (None: found automatically, see :mod:`cin_style.vgg`; a file;
+    #: or "random" for shape tests). A property of the machine, not of the loss: never recorded.
+    vgg_weights: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The settings a model file records (everything but ``vgg_weights``)."""
+        return {k: v for k, v in asdict(self).items() if k != "vgg_weights"}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], **overrides: Any) -> LossConfig:
+        """The loss a model was trained with, from its training record (defaults for what it lacks)."""
+        keys = {f.name for f in fields(cls)} - {"vgg_weights"}
+        return cls(**{**{k: v for k, v in record.items() if k in keys}, **overrides})
 
 
 def gram_matrix(features: Tensor) -> Tensor:
@@ -76,6 +101,7 @@ class LossTerms:
 class PerceptualLoss(nn.Module):
     """Content + Gram style + TV loss against per-style targets kept as buffers.
 
+    ``config`` is a :class:`LossConfig` (or a mapping of its fields; None: the defaults).
     Call :meth:`set_style_targets` once with one image per style; afterwards
     ``loss(output, content, style_index)`` compares each output with its own content image
     and with the Gram targets of its own style. ``style_index`` may also be ``None`` with
@@ -86,27 +112,23 @@ class PerceptualLoss(nn.Module):
         self,
         *,
         num_styles: int,
+        config: LossConfig | Mapping[str, Any] | None = None,
         vgg: VGG16Features | None = None,
-        vgg_weights: str | None = None,
-        pooling: str = "max",
-        content_layers: Mapping[str, float] | None = None,
-        style_layers: Mapping[str, float] | None = None,
-        content_weight: float = 1.0,
-        style_weight: float = 5.0,
-        tv_weight: float = 0.0,
         style_multipliers: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        self.content_layers = dict(content_layers if content_layers is not None else DEFAULT_CONTENT_LAYERS)
-        self.style_layers = dict(style_layers if style_layers is not None else DEFAULT_STYLE_LAYERS)
+        config = config if isinstance(config, LossConfig) else LossConfig(**dict(config or {}))
+        self.config = config
+        self.content_layers = dict(config.content_layers)
+        self.style_layers = dict(config.style_layers)
         if not self.content_layers and not self.style_layers:
             raise ValueError("the loss needs at least one content or style layer")
-        self.content_weight = float(content_weight)
-        self.style_weight = float(style_weight)
-        self.tv_weight = float(tv_weight)
+        self.content_weight = float(config.content_weight)
+        self.style_weight = float(config.style_weight)
+        self.tv_weight = float(config.tv_weight)
         self.num_styles = num_styles
         layers = list(self.content_layers) + list(self.style_layers)
-        self.vgg = vgg if vgg is not None else VGG16Features(layers=layers, weights=vgg_weights, pooling=pooling)
+        self.vgg = vgg if vgg is not None else VGG16Features(layers=layers, weights=config.vgg_weights, pooling=config.pooling)
         missing = set(layers) - set(self.vgg.layers)
         if missing:
             raise ValueError(f"the VGG network does not compute {sorted(missing)}")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from .loss import LossTerms, PerceptualLoss
+from .loss import LossConfig, LossTerms, PerceptualLoss
 from .model import StyleTransformer, one_hot_styles
 from .stability import perturb, stability_loss
 from .styles import IDENTITY
@@ -32,8 +32,10 @@ class StyleTransferModule(L.LightningModule):
     Args:
         style_names: the styles, in the order of the gamma/beta tables.
         width: channel multiplier of the transformer.
-        loss: keyword arguments of :class:`PerceptualLoss` (layers, weights, ``vgg_weights``...).
-        style_multipliers: per-style weight of the style loss (default 1 each).
+        loss: the fields of :class:`~cin_style.loss.LossConfig` (layers, weights, ``vgg_weights``...);
+            the defaults for those not given.
+        style_multipliers: multiplier of a style's style loss, by style name (default 1; the
+            identity row has no painting and no style loss).
         lr: Adam learning rate.
         style_lr: Adam learning rate of the per-style tables (gamma/beta and the photo skip's
             gains; default ``lr``). Each row sees only its own style's samples, about 1/N of them,
@@ -69,7 +71,7 @@ class StyleTransferModule(L.LightningModule):
         style_names: Sequence[str],
         width: float = 1.0,
         loss: Mapping[str, Any] | None = None,
-        style_multipliers: Sequence[float] | None = None,
+        style_multipliers: Mapping[str, float] | None = None,
         lr: float = 1e-3,
         style_lr: float | None = None,
         style_sampling: str = "uniform",
@@ -101,11 +103,12 @@ class StyleTransferModule(L.LightningModule):
         self.save_hyperparameters()
         self.style_names = list(style_names)
         self.transformer = StyleTransformer(num_styles=len(self.style_names), width=width)
-        multipliers = list(style_multipliers) if style_multipliers is not None else [1.0] * len(self.style_names)
+        unknown = sorted(set(style_multipliers or {}) - set(self.style_names))
+        if unknown:
+            raise ValueError(f"style_multipliers for unknown style(s) {', '.join(unknown)}")
+        multipliers = [0.0 if name == IDENTITY else float((style_multipliers or {}).get(name, 1.0)) for name in self.style_names]
         self.identity_index = self.style_names.index(IDENTITY) if IDENTITY in self.style_names else None
-        if self.identity_index is not None:
-            multipliers[self.identity_index] = 0.0  # the identity row has no painting to match
-        self.loss = PerceptualLoss(num_styles=len(self.style_names), style_multipliers=multipliers, **dict(loss or {}))
+        self.loss = PerceptualLoss(num_styles=len(self.style_names), config=LossConfig(**dict(loss or {})), style_multipliers=multipliers)
         self.lr = lr
         self.style_lr = lr if style_lr is None else style_lr
         self.style_sampling = style_sampling

@@ -24,7 +24,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from .data import StyleTransferDataModule
+from .data import StyleTransferDataModule, find_paintings
 from .files import atomic_path
 from .images import save_image, to_pil
 from .modelfile import read_model
@@ -170,7 +170,7 @@ class DataRecord(Callback):
         self.record = {
             "image_size": data.image_size,
             "style_size": data.style_size,
-            "style_files": {**(base_style_files or {}), **{s.name: Path(s.path).name for s in data.style_specs}},
+            "style_files": {**(base_style_files or {}), **{s.name: Path(s.path).name for s in data.paintings}},
         }
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -179,23 +179,12 @@ class DataRecord(Callback):
 
 def _new_style_entries(cfg: DictConfig, old_styles: list[str]) -> list[dict[str, str]]:
     """``new_styles`` (painting names in the style folder, or {name, path} entries) as data.styles entries."""
-    from .images import find_images
-
     new = cfg.get("new_styles")
     if not new:
         raise TrainingConfigError("base_model needs new_styles: the paintings to add, e.g. 'new_styles=[van_gogh_village_street_in_auvers]'")
-    style_dir = Path(str(cfg.data_root)) / "styles"
-    entries = []
-    for item in new:
-        if item == IDENTITY:
-            continue
-        if isinstance(item, str):
-            matches = [p for p in find_images(style_dir) if p.stem == item] if style_dir.is_dir() else []
-            if not matches:
-                raise FileNotFoundError(f"new style {item!r}: no painting named {item}.* in {style_dir}")
-            entries.append({"name": item, "path": str(matches[0])})
-        else:
-            entries.append(dict(item))
+    named = [item for item in new if isinstance(item, str) and item != IDENTITY]
+    found = find_paintings(Path(str(cfg.data_root)) / "styles", named)
+    entries = [{"name": item, "path": str(found[item])} if isinstance(item, str) else dict(item) for item in new if item != IDENTITY]
     clash = sorted({e["name"] for e in entries} & set(old_styles))
     if clash:
         raise TrainingConfigError(f"the base model already has style(s) {', '.join(clash)}")
@@ -269,29 +258,21 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     if base is not None:
         data_cfg = OmegaConf.merge(cfg.data, {"styles": _new_style_entries(cfg, base.styles), "style_dir": None})
     data: StyleTransferDataModule = instantiate(data_cfg)
-    identity = cfg.model.get("identity_row", False) or (base is not None and IDENTITY in list(cfg.new_styles))
+    identity = cfg.identity_row or (base is not None and IDENTITY in list(cfg.new_styles))
     old_styles = base.styles if base is not None else []
     names = [*old_styles, *data.style_names, *([IDENTITY] if identity and IDENTITY not in old_styles else [])]
     if not names:
-        raise TrainingConfigError("nothing to train: data.styles is empty; give paintings (data.styles or data.style_dir) or model.identity_row=true")
-    module = StyleTransferModule(
+        raise TrainingConfigError("nothing to train: data.styles is empty; give paintings (data.styles or data.style_dir) or identity_row=true")
+    model = instantiate(cfg.model, _convert_="all")  # the module's own settings; the run's facts follow
+    module: StyleTransferModule = model(
         style_names=names,
-        width=base.transformer.config.width if base is not None else cfg.model.width,
+        **({"width": base.transformer.config.width} if base is not None else {}),
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
-        style_multipliers=[1.0] * len(old_styles) + data.style_loss_weights + [1.0] * (len(names) - len(old_styles) - len(data.style_names)),
+        style_multipliers=dict(zip(data.style_names, data.style_multipliers)),
         lr=cfg.optim.lr,
-        style_lr=cfg.optim.get("style_lr"),
-        style_sampling=cfg.optim.style_sampling,
-        identity_weight=cfg.model.get("identity_weight", 1000.0),
-        identity_share=cfg.model.get("identity_share"),
+        style_lr=cfg.optim.style_lr,
         frozen_styles=len(old_styles),
         seed=cfg.seed,
-        stability_weight=cfg.model.get("stability_weight", 0.0),
-        stability_shift=cfg.model.get("stability_shift", 4),
-        stability_noise=cfg.model.get("stability_noise", 0.02),
-        stability_brightness=cfg.model.get("stability_brightness", 0.05),
-        channels_last=cfg.model.get("channels_last", False),
-        compile=cfg.model.get("compile", False),
     )
     if base is not None:
         module.transformer.load_state_dict(base.transformer.with_new_styles(len(names) - len(old_styles)).state_dict())

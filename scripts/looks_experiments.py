@@ -61,7 +61,7 @@ def main() -> int:
     jobs = {
         "identity": ["experiment=add_styles", f"base_model={base}", "new_styles=[identity]", "name=looks_identity"],
         "added": ["experiment=add_styles", f"base_model={base}", f"new_styles=[{NEW_STYLE}]", "name=looks_added"],
-        "scratch": ["experiment=single_style", f"style={NEW_STYLE}", "name=looks_scratch", "optim.style_sampling=cycle"],
+        "scratch": ["experiment=single_style", f"style={NEW_STYLE}", "name=looks_scratch", "model.style_sampling=cycle"],
     }
     for name, overrides in jobs.items():
         model = out / f"{name}.safetensors"
@@ -89,16 +89,17 @@ def main() -> int:
 @torch.no_grad()
 def strength_table(model_path: Path, data_root: Path, photos: int) -> dict:
     from cin_style import StyleModel
-    from cin_style.data import find_images, load_center_crops, load_style_image
-    from cin_style.evaluate import build_loss, loss_config
+    from cin_style.data import load_center_crops, load_style_image
+    from cin_style.images import find_images
+    from cin_style.data import recorded_style_size
+    from cin_style.evaluate import model_loss
 
     model = StyleModel.load(model_path, device="cpu")
     files = find_images(data_root / "content" / "val")[:photos]
     x = load_center_crops(files, 256)
     style = model.styles[0]
-    config = loss_config(model.training)
-    loss = build_loss(config)
-    grams = loss.style_grams(load_style_image(data_root / "styles" / f"{style}.jpg", config["style_size"])[None])
+    loss = model_loss(model)
+    grams = loss.style_grams(load_style_image(data_root / "styles" / f"{style}.jpg", recorded_style_size(model.training))[None])
     rows = []
     for strength in (0.0, 0.25, 0.5, 0.75, 1.0):
         y = model.stylize_tensor(x, model.weights(style, strength=strength))

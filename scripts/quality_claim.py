@@ -53,7 +53,7 @@ def common_overrides(args, data_root: Path) -> list[str]:
         f"trainer.val_check_interval={args.steps}",
         f"checkpoint_every={args.steps}",
         "trainer.enable_progress_bar=false",
-        "optim.style_sampling=cycle",
+        "model.style_sampling=cycle",
         "seed=0",
     ]
 
@@ -162,7 +162,7 @@ checks that claim with cin-style's own losses.
 
 **Setting** (reduced, for a 2-core CPU; no GPU was available): N = {len(STYLES)} paintings,
 {args.steps} steps for every network, {args.image_size} px crops of the training photos, batch
-{args.batch_size}, Adam 1e-3, styles in turn (`optim.style_sampling=cycle`), seed 0, float32. The
+{args.batch_size}, Adam 1e-3, styles in turn (`model.style_sampling=cycle`), seed 0, float32. The
 N-style network therefore sees each style in a quarter of its samples, the single-style
 networks in all of theirs: same steps, same photos, as the claim is stated. Evaluation:
 `cin-style evaluate` on the {multi['num_photos']} Kodak photos (held out from training),

@@ -18,7 +18,7 @@ def test_every_experiment_composes_and_instantiates(compose_config, data_root, e
     data = instantiate(cfg.data)
     assert isinstance(data, StyleTransferDataModule)
     assert cfg.name and cfg.trainer.max_steps > 0
-    assert all(spec.path.is_file() for spec in data.style_specs)
+    assert all(painting.path.is_file() for painting in data.paintings)
 
 
 def test_smoke_is_small_and_real(compose_config, data_root):

@@ -3,7 +3,8 @@ import shutil
 import pytest
 import torch
 
-from cin_style.data import ContentImages, StyleTransferDataModule, find_images, load_style_specs
+from cin_style.data import ContentImages, StyleTransferDataModule, load_paintings
+from cin_style.images import find_images
 
 
 def test_content_crops_flips_and_fixed_validation(data_root):
@@ -40,17 +41,19 @@ def test_broken_files_are_skipped_with_a_warning(data_root, tmp_path):
     assert all(item.shape == (3, 32, 32) for item in items)
 
 
-def test_style_specs(data_root):
+def test_load_paintings(data_root):
     lion = data_root / "styles" / "durer_lion.jpg"
-    specs = load_style_specs([{"name": "lion", "path": str(lion), "weight": 2}, {"path": str(lion)}])
-    assert [(s.name, s.weight) for s in specs] == [("lion", 2.0), ("durer_lion", 1.0)]
+    specs = load_paintings([{"name": "lion", "path": str(lion), "multiplier": 2}, {"path": str(lion)}])
+    assert [(s.name, s.multiplier) for s in specs] == [("lion", 2.0), ("durer_lion", 1.0)]
+    with pytest.raises(ValueError, match="unknown key.*weight"):
+        load_paintings([{"path": str(lion), "weight": 2}])
     with pytest.raises(ValueError, match="duplicate"):
-        load_style_specs([{"path": str(lion)}, {"path": str(lion)}])
+        load_paintings([{"path": str(lion)}, {"path": str(lion)}])
     with pytest.raises(FileNotFoundError, match="missing.jpg"):
-        load_style_specs([{"path": str(data_root / "missing.jpg")}])
+        load_paintings([{"path": str(data_root / "missing.jpg")}])
     with pytest.raises(ValueError, match="no styles"):
-        load_style_specs(None, None)
-    assert load_style_specs([], None) == []  # said explicitly: an identity row alone, for example
+        load_paintings(None, None)
+    assert load_paintings([], None) == []  # said explicitly: an identity row alone, for example
 
 
 def test_style_images_loaded_at_style_size(data_root):

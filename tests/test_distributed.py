@@ -17,7 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cin_style.data import ContentImages, ShardedRandomSampler, find_images, load_center_crops
+from cin_style.data import ContentImages, ShardedRandomSampler, load_center_crops
+from cin_style.images import find_images
 from cin_style.model import StyleTransformer
 from _nets import random_style_net
 

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from cin_style import PerceptualLoss, gram_matrix
-from cin_style.loss import total_variation
+from cin_style.loss import LossConfig, total_variation
 from cin_style.vgg import VGG16Features
 
 
@@ -38,7 +38,9 @@ class FakeVGG(nn.Module):
 
 def _fake_loss(**kw) -> PerceptualLoss:
     # relu1_2 Gram is 64x64 in the real network; the fake keeps 3 channels, so swap buffers in.
-    loss = PerceptualLoss(num_styles=2, vgg=FakeVGG(), content_layers={"relu2_2": 1.0}, style_layers={"relu1_2": 0.5}, **kw)
+    multipliers = kw.pop("style_multipliers", None)
+    config = LossConfig(content_layers={"relu2_2": 1.0}, style_layers={"relu1_2": 0.5}, **kw)
+    loss = PerceptualLoss(num_styles=2, config=config, vgg=FakeVGG(), style_multipliers=multipliers)
     loss.register_buffer("gram_relu1_2", torch.zeros(2, 3, 3))
     return loss
 
@@ -76,7 +78,7 @@ def test_each_sample_uses_its_own_style_targets(vgg_state):
 
 
 def test_unset_targets_are_an_error():
-    loss = PerceptualLoss(num_styles=1, vgg_weights="random")
+    loss = PerceptualLoss(num_styles=1, config={"vgg_weights": "random"})
     with pytest.raises(RuntimeError, match="set_style_targets"):
         loss(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), torch.tensor([0]))
 

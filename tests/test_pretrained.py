@@ -118,15 +118,17 @@ IDENTITY_PSNR_FLOOR = 15.0
 def test_the_bundled_model_keeps_its_documented_quality(data_root):
     import statistics
 
-    from cin_style.data import find_images, load_center_crops, load_style_image
-    from cin_style.evaluate import build_loss, evaluated_styles, identity_psnr, loss_config, style_identification
+    from cin_style.data import load_center_crops, load_style_image
+    from cin_style.images import find_images
+    from cin_style.data import recorded_style_size
+    from cin_style.evaluate import evaluated_styles, identity_psnr, model_loss, style_identification
 
     model = StyleModel.pretrained(device="cpu")
     photos = load_center_crops(find_images(data_root / "content" / "val")[:6], 256)
-    config = loss_config(model.training)
     files = model.training["style_files"]
-    paintings = {name: load_style_image(data_root / "styles" / files[name], config["style_size"]) for name in evaluated_styles(model.styles)}
-    identification = style_identification(model, photos, paintings, loss=build_loss(config))
+    size = recorded_style_size(model.training)
+    paintings = {name: load_style_image(data_root / "styles" / files[name], size) for name in evaluated_styles(model.styles)}
+    identification = style_identification(model, photos, paintings, loss=model_loss(model))
     print(f"identification {identification['accuracy']:.3f}")
     assert identification["accuracy"] >= IDENTIFICATION_FLOOR
     psnr = identity_psnr(model, photos)

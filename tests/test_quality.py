@@ -11,8 +11,10 @@ import torch
 from PIL import Image
 
 from cin_style import PerceptualLoss, StyleModel, StyleTransformer
-from cin_style.data import find_images, load_center_crops, load_style_image
-from cin_style.evaluate import SCHEMA, evaluate_model, loss_config
+from cin_style.data import load_center_crops, load_style_image
+from cin_style.images import find_images
+from cin_style.evaluate import SCHEMA, evaluate_model
+from cin_style.loss import LossConfig
 from cin_style.modelfile import write_model
 from cin_style.optimize import optimize_images
 
@@ -23,10 +25,10 @@ CLI = str(Path(sys.executable).parent / "cin-style")
 def loss(vgg_state) -> PerceptualLoss:
     from cin_style.vgg import VGG16Features
 
-    config = loss_config({})
-    vgg = VGG16Features(layers=[*config["content_layers"], *config["style_layers"]], weights="random")
+    config = LossConfig()
+    vgg = VGG16Features(layers=[*config.content_layers, *config.style_layers], weights="random")
     vgg.load_state_dict({k: v for k, v in vgg_state.items() if k in vgg.state_dict()})
-    return PerceptualLoss(num_styles=1, vgg=vgg, style_weight=config["style_weight"]).eval()
+    return PerceptualLoss(num_styles=1, config=config, vgg=vgg).eval()
 
 
 @pytest.fixture(scope="module")
@@ -172,11 +174,11 @@ class _PaintsThePainting:
 
 def test_style_identification_tells_styles_apart_and_catches_lookalikes(data_root):
     from cin_style.data import load_style_image
-    from cin_style.evaluate import build_loss, loss_config, style_identification
+    from cin_style.evaluate import style_identification
 
     names = ["hokusai_great_wave", "durer_lion", "van_gogh_starry_night", "cassatt_summertime"]
     paintings = {n: load_style_image(data_root / "styles" / f"{n}.jpg", 64)[:, :64, :64] for n in names}
-    loss = build_loss(loss_config({}))
+    loss = PerceptualLoss(num_styles=1).eval()
     photos = torch.rand(2, 3, 64, 64)
     right = style_identification(_PaintsThePainting(names, [paintings[n] for n in names]), photos, paintings, loss=loss)
     assert right["accuracy"] == 1.0 and right["confusions"] == {}

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from cin_style.data import ContentImages, find_images
+from cin_style.data import ContentImages
+from cin_style.images import find_images
 from cin_style.module import StyleTransferModule
 from cin_style.model import one_hot_styles
 
