@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -167,18 +167,22 @@ class StyleModel:
 
     @torch.inference_mode()
     def stylize_tensor(self, batch: Tensor, weights: Tensor, *, tile: int | None = None, progress: bool = False) -> Tensor:
-        """Stylize a batch (B, 3, H, W) in [0, 1] with weights (N,), (B, N) or per-pixel maps.
+        """Stylize a batch (B, 3, H, W) in [0, 1] with weights (N,) or (B, N), or per-pixel maps
+        (N, H, W) or (B, N, H, W) (regions, with each region's own statistics: :mod:`cin_style.masks`).
 
         ``tile``: ``None`` decides by itself (whole images, except large ones on CPU, and a
         fall-back to tiles when the device runs out of memory); ``0`` never tiles; a number
         always tiles with that tile side. Tiled results equal whole ones up to rounding
         (see :mod:`cin_style.tiling`). ``progress`` shows a progress bar for tiled work.
+        Per-pixel maps always run whole.
         """
         if tile is not None and tile != 0 and tile < MIN_TILE:
             raise ValueError(f"tile must be 0 (off) or at least {MIN_TILE} pixels, got {tile}")
         batch = batch.to(self.device, torch.float32)
         w = weights.to(self.device)
         w = w.unsqueeze(0).expand(batch.shape[0], *w.shape) if w.dim() in (1, 3) else w
+        if w.dim() == 4:
+            return stylize_regions(self.transformer, batch, w)
         per_image = batch.shape[-2] * batch.shape[-1]
         if tile is None and self.device.type == "cpu" and batch.shape[0] * per_image > CPU_WHOLE_PIXEL_LIMIT:
             if per_image > CPU_WHOLE_PIXEL_LIMIT:
@@ -189,7 +193,7 @@ class StyleModel:
         if tile:
             return self._tiled(batch, w, tile, progress)
         try:
-            if self.compiled is not None and w.dim() == 2:
+            if self.compiled is not None:
                 return self.compiled(batch, w)
             return self.transformer(batch, w)
         except Exception as err:  # noqa: BLE001 - only out-of-memory errors are handled, the rest re-raised
@@ -216,6 +220,18 @@ class StyleModel:
                     raise
         raise OutOfMemory(f"out of memory stylizing {batch.shape[-1]}x{batch.shape[-2]} on {self.device} even in {tile}-pixel tiles; try a smaller --tile or --size")
 
+    def check_style(self, style: StyleSpec | None = None, *, strength: float = 1.0, masks: Mapping[str | int, MaskSource] | None = None) -> None:
+        """Raise :class:`StyleError` for a selection :meth:`stylize` would refuse (unknown names, bad
+        weights, masks for unknown styles, a strength without an identity row), before any image is read."""
+        if masks is None:
+            if style is None:
+                raise StyleError(f"give a style (or masks); known styles: {', '.join(self.styles)}")
+            self.weights(style, strength=strength)
+            return
+        check_mask_styles(masks, self.styles, base=style)
+        if strength != 1.0:
+            self._check_strength(strength)
+
     def stylize(
         self,
         images: Any,
@@ -239,66 +255,18 @@ class StyleModel:
         * ``size`` limits the longer side (the image is shrunk first; the output has the
           shrunk size). ``tile`` and ``progress`` are as for :meth:`stylize_tensor`.
         """
-        # Everything about the style is validated once per call, before any image is read.
-        if masks is None:
-            if style is None:
-                raise StyleError(f"give a style (or masks); known styles: {', '.join(self.styles)}")
-            fixed = self.weights(style, strength=strength)
-            weights_for = lambda h, w: fixed  # noqa: E731
-        else:
-            check_mask_styles(masks, self.styles, base=style)
-            if strength != 1.0:
-                self._check_strength(strength)
-
-            def weights_for(h: int, w: int) -> Tensor:
-                maps = mask_weights(masks, self.styles, (h, w), base=style, feather=feather)
-                return maps if strength == 1.0 else self._with_strength(maps, strength)
-
-        run = {"size": size, "tile": tile, "progress": progress, "preserve_color": preserve_color}
+        self.check_style(style, strength=strength, masks=masks)  # before any image is read
         if isinstance(images, list):
-            return [self._stylize_one(im, weights_for, **run) for im in images]
-        return self._stylize_one(images, weights_for, **run)
-
-    def _run(self, batch: Tensor, weights_for, *, preserve_color: bool, **run: Any) -> Tensor:
-        weights = weights_for(batch.shape[-2], batch.shape[-1])
-        if weights.dim() == 3:  # masks: regions get exactly their style's statistics
-            with torch.inference_mode():
-                out = stylize_regions(self.transformer, batch.to(self.device, torch.float32), weights.to(self.device).expand(batch.shape[0], -1, -1, -1))
+            options = {"strength": strength, "masks": masks, "feather": feather, "preserve_color": preserve_color, "size": size, "tile": tile, "progress": progress}
+            return [self.stylize(image, style, **options) for image in images]
+        batch, restore = _as_batch(images, size)
+        if masks is None:
+            weights = self.weights(style, strength=strength)
         else:
-            out = self.stylize_tensor(batch, weights, **run)
-        return _preserve_color(out, batch.to(out.device)) if preserve_color else out
-
-    def _stylize_one(self, image: Any, weights: Any, *, size: int | None, **run: Any) -> Any:
-        if isinstance(image, (str, os.PathLike)):
-            image = load_image(image)
-        if isinstance(image, Image.Image):
-            image = limit_longer_side(image.convert("RGB"), size)
-            return to_pil(self._run(to_tensor(image)[None], weights, **run)[0])
-        if isinstance(image, np.ndarray):
-            return self._stylize_array(image, weights, size=size, **run)
-        if isinstance(image, Tensor):
-            if image.dim() not in (3, 4) or image.shape[-3] != 3:
-                raise ValueError(f"a tensor image must be (3, H, W) or (B, 3, H, W), got {tuple(image.shape)}")
-            batch = image[None] if image.dim() == 3 else image
-            new = fit_longer_side(batch.shape[-2], batch.shape[-1], size)
-            if new != tuple(batch.shape[-2:]):
-                batch = torch.nn.functional.interpolate(batch.float(), size=new, mode="bilinear", antialias=True, align_corners=False)
-            out = self._run(batch, weights, **run).to(image.device, image.dtype if image.is_floating_point() else torch.float32)
-            return out[0] if image.dim() == 3 else out
-        raise TypeError(f"cannot stylize a {type(image).__name__}: give a path, PIL image, numpy array or tensor")
-
-    def _stylize_array(self, array: np.ndarray, weights: Tensor, *, size: int | None, **run: Any) -> np.ndarray:
-        if array.ndim == 2:
-            array = np.repeat(array[..., None], 3, axis=2)
-        if array.ndim != 3 or array.shape[2] not in (3, 4):
-            raise ValueError(f"a numpy image must be (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
-        array = array[..., :3]
-        if array.dtype == np.uint8:
-            out = self._stylize_one(Image.fromarray(array, "RGB"), weights, size=size, **run)
-            return np.asarray(out)
-        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)
-        out = self._stylize_one(tensor, weights, size=size, **run)
-        return out.permute(1, 2, 0).cpu().numpy().astype(array.dtype)
+            weights = mask_weights(masks, self.styles, tuple(batch.shape[-2:]), base=style, feather=feather)
+            weights = weights if strength == 1.0 else self._with_strength(weights, strength)
+        out = self.stylize_tensor(batch, weights, tile=tile, progress=progress)
+        return restore(_preserve_color(out, batch.to(out.device)) if preserve_color else out)
 
     @staticmethod
     def _photo(image: str | os.PathLike | Image.Image, size: int | None) -> Image.Image:
@@ -345,3 +313,34 @@ class StyleModel:
                 cells.append(to_pil(self.stylize_tensor(x, w)[0]))
             rows.append(cells)
         return contact_sheet(rows)
+
+
+def _as_batch(image: Any, size: int | None) -> tuple[Tensor, Callable[[Tensor], Any]]:
+    """Any supported image as a float32 batch (B, 3, H, W) in [0, 1], shrunk to ``size``, and the
+    function that turns an output batch back into the input's kind (PIL image, array of the
+    input's dtype, tensor of its shape, device and floating dtype)."""
+    if isinstance(image, (str, os.PathLike)):
+        image = load_image(image)
+    if isinstance(image, Image.Image):
+        photo = limit_longer_side(image.convert("RGB"), size)
+        return to_tensor(photo)[None], lambda out: to_pil(out[0])
+    if isinstance(image, np.ndarray):
+        array = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+        if array.ndim != 3 or array.shape[2] not in (3, 4):
+            raise ValueError(f"a numpy image must be (H, W), (H, W, 3) or (H, W, 4), got {image.shape}")
+        array = array[..., :3]
+        if array.dtype == np.uint8:  # 8-bit pixels are resized like a photo file
+            batch, _ = _as_batch(Image.fromarray(array, "RGB"), size)
+            return batch, lambda out: np.asarray(to_pil(out[0]))
+        batch, to_tensor_kind = _as_batch(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1), size)
+        return batch, lambda out: to_tensor_kind(out).permute(1, 2, 0).cpu().numpy().astype(image.dtype)
+    if isinstance(image, Tensor):
+        if image.dim() not in (3, 4) or image.shape[-3] != 3:
+            raise ValueError(f"a tensor image must be (3, H, W) or (B, 3, H, W), got {tuple(image.shape)}")
+        batch = (image[None] if image.dim() == 3 else image).float()
+        new = fit_longer_side(batch.shape[-2], batch.shape[-1], size)
+        if new != tuple(batch.shape[-2:]):
+            batch = torch.nn.functional.interpolate(batch, size=new, mode="bilinear", antialias=True, align_corners=False)
+        dtype = image.dtype if image.is_floating_point() else torch.float32
+        return batch, lambda out: (out[0] if image.dim() == 3 else out).to(image.device, dtype)
+    raise TypeError(f"cannot stylize a {type(image).__name__}: give a path, PIL image, numpy array or tensor")

@@ -294,7 +294,7 @@ def _stylize(args) -> int:
     model = _load_model(args)
     look = {"strength": args.strength, "masks": masks, "feather": args.feather, "preserve_color": args.preserve_color}
     if not args.all_styles:  # a bad style, mask style or strength is reported before any image is read
-        model.stylize([], style=args.style, **look)
+        model.check_style(args.style, strength=args.strength, masks=masks)
 
     def one(src: Path, dst: Path) -> None:
         photo = load_image(src, max_pixels=args.max_pixels)

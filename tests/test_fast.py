@@ -57,7 +57,7 @@ def test_accelerated_model_uses_the_compiled_path_for_per_sample_weights_only():
     assert calls == [1]
     mask = torch.zeros(3, 32, 32)
     mask[0, :, :16], mask[1, :, 16:] = 1, 1
-    model.stylize_tensor(x, mask)  # per-pixel weights: the plain network
+    model.stylize_tensor(x, mask)  # per-pixel weights: the plain network, with per-region statistics
     assert calls == [1]
 
 
