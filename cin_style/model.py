@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .phase import upsample_conv3x3
+
 __all__ = [
     "ConditionalInstanceNorm2d",
     "PhotoSkip",
@@ -189,63 +191,47 @@ class ConvCIN(nn.Module):
 
     @property
     def phased(self) -> bool:
-        """Whether the upsampling convolution runs as four phases at the input's resolution (see :func:`_upsample_conv3x3`)."""
+        """Whether the upsampling convolution runs as four phases at the input's resolution (:func:`cin_style.phase.upsample_conv3x3`)."""
         return self.upsample and self.conv.kernel_size == (3, 3) and self.conv.stride == (1, 1)
 
     def convolve(self, x: Tensor) -> Tensor:
         """The convolution (after the optional x2 upsampling), before the norm."""
         if self.phased:
-            return _upsample_conv3x3(x, self.conv.weight)
+            return upsample_conv3x3(x, self.conv.weight)
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
         return self.conv(self.pad(x))
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The (H, W) this layer makes of an input of ``size``."""
+        up = 2 if self.upsample else 1
+        k, s = self.conv.kernel_size[0], self.conv.stride[0]
+        return tuple((n * up + 2 * (k // 2) - k) // s + 1 for n in size)
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
         return self.norm(self.convolve(x), style)
 
 
-# _PHASE_TAPS[a][k', k] = 1 where tap k of a 3x3 kernel, applied to a nearest-x2 upsampled image
-# at output phase a (even or odd row), reads the same source pixel as tap k' of the low-resolution
-# window: phase 0 reads rows (i-1, i, i), phase 1 reads rows (i, i, i+1).
-_PHASE_TAPS = torch.tensor([[[1, 0, 0], [0, 1, 1], [0, 0, 0]], [[0, 0, 0], [1, 1, 0], [0, 0, 1]]], dtype=torch.float32)
+#: A layer's activation after its norm; None: the layer's output is used as it is.
+Activation = Callable[[Tensor], Tensor] | None
 
 
-def _upsample_conv3x3(x: Tensor, weight: Tensor) -> Tensor:
-    """``conv3x3(reflect_pad(upsample_nearest_x2(x)))`` without building the upsampled image.
+@dataclass(frozen=True)
+class Stage:
+    """Conv-CIN layers run in order, each followed by its activation; with ``residual`` the
+    stage's input is added to its output. The transformer is a list of stages
+    (:meth:`StyleTransformer.stages`), which its forward pass and the exact tiler
+    (:mod:`cin_style.tiling`) both walk."""
 
-    Nearest upsampling repeats every pixel 2x2, so each of the four output phases (even/odd
-    row, even/odd column) is a convolution of ``x`` itself whose 3x3 taps are sums of the
-    original taps: at most 2x2 of them are non-zero, which is 2.25 times fewer multiply-adds
-    than the 3x3 convolution at the upsampled size (the same idea as sub-pixel convolution,
-    Shi et al. 2016, run backwards). The four phases are computed as one convolution with four
-    times the output channels and interleaved by ``pixel_shuffle``. Reflection padding of the
-    upsampled image by one pixel reads exactly the edge pixel of ``x``, so replication padding
-    of ``x`` gives the same borders. The result equals the direct computation up to rounding.
-    """
-    return phase_conv3x3(replicate_pad(x, (1, 1, 1, 1)), weight)
+    layers: tuple[tuple[ConvCIN, Activation], ...]
+    residual: bool = False
 
-
-def replicate_pad(x: Tensor, pads: tuple[int, int, int, int]) -> Tensor:
-    """``F.pad(x, pads, mode="replicate")`` for pads of 0 or 1, written as concatenations.
-
-    The same values; but unlike the native replication-pad kernel its backward pass compiles
-    correctly for channels-last tensors (torch.compile's inductor, PyTorch 2.14, checks a wrong
-    stride for ``replication_pad2d_backward``).
-    """
-    left, right, top, bottom = pads
-    rows = [x[..., :1, :]] * top + [x] + [x[..., -1:, :]] * bottom
-    x = torch.cat(rows, dim=-2) if len(rows) > 1 else x
-    cols = [x[..., :1]] * left + [x] + [x[..., -1:]] * right
-    return torch.cat(cols, dim=-1) if len(cols) > 1 else x
-
-
-def phase_conv3x3(padded: Tensor, weight: Tensor) -> Tensor:
-    """The four phases of :func:`_upsample_conv3x3` over an already padded window, interleaved:
-    an (h + 2, w + 2) window gives the (2h, 2w) upsampled output of its inner (h, w) pixels."""
-    taps = _PHASE_TAPS.to(weight)
-    phased = torch.einsum("aYy,bXx,oiyx->oabiYX", taps, taps, weight)
-    out_ch, in_ch = weight.shape[:2]
-    return F.pixel_shuffle(F.conv2d(padded, phased.reshape(out_ch * 4, in_ch, 3, 3)), 2)
+    def __call__(self, x: Tensor, style: Tensor) -> Tensor:
+        y = x
+        for layer, act in self.layers:
+            y = layer(y, style)
+            y = act(y) if act is not None else y
+        return x + y if self.residual else y
 
 
 class ResidualBlock(nn.Module):
@@ -260,8 +246,12 @@ class ResidualBlock(nn.Module):
         self.conv1 = ConvCIN(channels, channels, kernel_size=3, num_styles=num_styles)
         self.conv2 = ConvCIN(channels, channels, kernel_size=3, num_styles=num_styles)
 
+    @property
+    def stage(self) -> Stage:
+        return Stage(((self.conv1, F.relu), (self.conv2, None)), residual=True)
+
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
-        return x + self.conv2(F.relu(self.conv1(x, style)), style)
+        return self.stage(x, style)
 
 
 class PhotoSkip(nn.Module):
@@ -305,7 +295,6 @@ class TransformerConfig:
 
     num_styles: int
     width: float = 1.0
-    num_residual_blocks: int = 5
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -331,11 +320,14 @@ class StyleTransformer(nn.Module):
     size_multiple = 4
     min_size = 8
 
-    def __init__(self, *, num_styles: int, width: float = 1.0, num_residual_blocks: int = 5) -> None:
+    #: Residual blocks at the lowest resolution (Magenta and Johnson et al. use five).
+    num_residual_blocks = 5
+
+    def __init__(self, *, num_styles: int, width: float = 1.0) -> None:
         super().__init__()
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}")
-        self.config = TransformerConfig(num_styles=num_styles, width=width, num_residual_blocks=num_residual_blocks)
+        self.config = TransformerConfig(num_styles=num_styles, width=width)
         c1, c2, c3 = (max(1, round(c * width)) for c in (32, 64, 128))
         kw = {"num_styles": num_styles}
         self.encoder = nn.ModuleList(
@@ -345,7 +337,7 @@ class StyleTransformer(nn.Module):
                 ConvCIN(c2, c3, kernel_size=3, stride=2, **kw),
             ]
         )
-        self.residuals = nn.ModuleList([ResidualBlock(c3, **kw) for _ in range(num_residual_blocks)])
+        self.residuals = nn.ModuleList([ResidualBlock(c3, **kw) for _ in range(self.num_residual_blocks)])
         self.decoder = nn.ModuleList(
             [
                 ConvCIN(c3, c2, kernel_size=3, upsample=True, **kw),
@@ -354,12 +346,6 @@ class StyleTransformer(nn.Module):
         )
         self.output = ConvCIN(c1, 3, kernel_size=9, **kw)
         self.photo = PhotoSkip(3, **kw)
-
-    @classmethod
-    def from_config(cls, config: TransformerConfig | dict) -> StyleTransformer:
-        if isinstance(config, dict):
-            config = TransformerConfig(**config)
-        return cls(num_styles=config.num_styles, width=config.width, num_residual_blocks=config.num_residual_blocks)
 
     @property
     def num_styles(self) -> int:
@@ -381,7 +367,7 @@ class StyleTransformer(nn.Module):
         c = self.config
         if any(r is not None and not 0 <= r < c.num_styles for r in rows):
             raise ValueError(f"style rows must lie in 0..{c.num_styles - 1}, got {list(rows)}")
-        copy = StyleTransformer(num_styles=len(rows), width=c.width, num_residual_blocks=c.num_residual_blocks)
+        copy = StyleTransformer(num_styles=len(rows), width=c.width)
         state = self.state_dict()
         tables = self.style_tables()
         with torch.no_grad():
@@ -403,14 +389,24 @@ class StyleTransformer(nn.Module):
         """Every conditional instance norm, in forward order."""
         return [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm2d)]
 
-    def _pad(self, x: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
+    def stages(self) -> list[Stage]:
+        """The network as :class:`Stage` s, in order: the encoder, each residual block, the decoder
+        with the output layer (whose output is the logits :class:`PhotoSkip` turns into images)."""
+        encoder = Stage(tuple((layer, F.relu) for layer in self.encoder))
+        decoder = Stage((*((layer, F.relu) for layer in self.decoder), (self.output, None)))
+        return [encoder, *(block.stage for block in self.residuals), decoder]
+
+    def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size an image of (height, width) is padded to before the first layer."""
+        return tuple(max(self.min_size, -(-n // self.size_multiple) * self.size_multiple) for n in (height, width))
+
+    def pad(self, x: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
+        """Pad images (and a per-pixel style map of their size) to :meth:`padded_size`, centred:
+        reflection where the image is large enough, else the edge repeated (1-pixel images)."""
         h, w = x.shape[-2:]
-        m = self.size_multiple
-        ph = max(self.min_size, -(-h // m) * m) - h
-        pw = max(self.min_size, -(-w // m) * m) - w
+        ph, pw = (n - m for n, m in zip(self.padded_size(h, w), (h, w)))
         if ph == 0 and pw == 0:
             return x, style
-        # Reflect where the image is large enough, otherwise repeat the edge (1-pixel images).
         mode = "reflect" if ph < h and pw < w else "replicate"
         pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
         x = F.pad(x, pad, mode=mode)
@@ -424,15 +420,8 @@ class StyleTransformer(nn.Module):
         if style.shape[0] != images.shape[0]:
             raise ValueError(f"{style.shape[0]} style-weight rows for {images.shape[0]} images")
         h, w = images.shape[-2:]
-        unpadded_style = style
-        x, style = self._pad(images, style)
-        top = (x.shape[-2] - h) // 2
-        left = (x.shape[-1] - w) // 2
-        for layer in self.encoder:
-            x = F.relu(layer(x, style))
-        for block in self.residuals:
-            x = block(x, style)
-        for layer in self.decoder:
-            x = F.relu(layer(x, style))
-        logits = self.output(x, style)[..., top : top + h, left : left + w]
-        return self.photo(logits, images, unpadded_style)
+        x, padded_style = self.pad(images, style)
+        top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+        for stage in self.stages():
+            x = stage(x, padded_style)
+        return self.photo(x[..., top : top + h, left : left + w], images, style)

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .model import ConvCIN, StyleTransformer, phase_conv3x3, replicate_pad, resize_style_map
+from .model import Activation, ConvCIN, Stage, StyleTransformer, resize_style_map
+from .phase import phase_conv3x3, replicate_pad
 
 __all__ = ["MIN_TILE", "stylize_tiled", "tile_passes"]
 
@@ -40,7 +41,6 @@ __all__ = ["MIN_TILE", "stylize_tiled", "tile_passes"]
 MIN_TILE = 32
 
 Region = tuple[int, int, int, int]  # rows [r0, r1), columns [c0, c1)
-Activation = Callable[[Tensor], Tensor] | None
 
 
 @dataclass
@@ -100,14 +100,15 @@ def _crop_map(style_map: Tensor, region: Region) -> Tensor:
 
 
 class _Chain:
-    """Conv-CIN layers from a whole ``source`` tensor; computes any layer over any region exactly."""
+    """A stage's conv-CIN layers from a whole ``source`` tensor; computes any layer over any region exactly."""
 
-    def __init__(self, source: Tensor, layers: list[tuple[ConvCIN, Activation]], style: Tensor, *, tile: int, full_rows: int) -> None:
+    def __init__(self, source: Tensor, stage: Stage, style: Tensor, *, tile: int, full_rows: int) -> None:
         self.source = source
         self.steps: list[_Step] = []
         self.tiles: list[int] = []
         size = tuple(source.shape[-2:])
-        for (layer, act), out in zip(layers, _layer_sizes(layers, size)):
+        for layer, act in stage.layers:
+            out = layer.output_size(size)
             self.steps.append(_Step(layer, act, size, out, layer.norm.style_map(style, out)))
             self.tiles.append(_tile_at(tile, out, full_rows))
             size = out
@@ -207,14 +208,6 @@ def normalize_in_place(x: Tensor, layer: ConvCIN, act: Activation, style_map: Te
         x[..., r0:r1, :] = act(y) if act is not None else y
 
 
-def _chains(net: StyleTransformer) -> list[list[tuple[ConvCIN, Activation]]]:
-    relu = F.relu
-    encoder = [(layer, relu) for layer in net.encoder]
-    residual = [[(block.conv1, relu), (block.conv2, None)] for block in net.residuals]
-    decoder = [(layer, relu) for layer in net.decoder] + [(net.output, None)]  # logits: the photo skip follows
-    return [encoder, *residual, decoder]
-
-
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):
@@ -236,34 +229,20 @@ def _release_free_memory() -> None:
         trim(0)
 
 
-def _layer_sizes(layers: list[tuple[ConvCIN, Activation]], size: tuple[int, int]) -> list[tuple[int, int]]:
-    sizes = []
-    for layer, _ in layers:
-        up = 2 if layer.upsample else 1
-        k, s = layer.conv.kernel_size[0], layer.conv.stride[0]
-        size = tuple((n * up + 2 * (k // 2) - k) // s + 1 for n in size)
-        sizes.append(size)
-    return sizes
-
-
 def _tile_at(tile: int, size: tuple[int, int], full_rows: int) -> int:
     # ``tile`` is in input pixels; a layer at 1/2 or 1/4 resolution takes proportionally smaller tiles.
     return max(8, tile * size[0] // full_rows)
 
 
-def _padded_size(net: StyleTransformer, height: int, width: int) -> tuple[int, int]:
-    return tuple(max(net.min_size, -(-n // net.size_multiple) * net.size_multiple) for n in (height, width))
-
-
 def tile_passes(net: StyleTransformer, height: int, width: int, *, tile: int) -> int:
     """How many tile evaluations :func:`stylize_tiled` makes for one image (for progress bars)."""
-    full = _padded_size(net, height, width)
+    full = net.padded_size(height, width)
     total, size = 0, full
-    for layers in _chains(net):
-        for out in _layer_sizes(layers, size):
-            t = _tile_at(tile, out, full[0])
-            total += len(_split(out[0], t)) * len(_split(out[1], t))
-        size = out
+    for stage in net.stages():
+        for layer, _ in stage.layers:
+            size = layer.output_size(size)
+            t = _tile_at(tile, size, full[0])
+            total += len(_split(size[0], t)) * len(_split(size[1], t))
     return total
 
 
@@ -285,18 +264,18 @@ def stylize_tiled(
     tick = progress or (lambda: None)
     h, w = images.shape[-2:]
     unpadded_style = resize_style_map(style, net.num_styles, (h, w))
-    x, style = net._pad(images, style)
+    x, style = net.pad(images, style)
     top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
     kw = {"tile": tile, "full_rows": x.shape[-2]}
-    chains = _chains(net)
-    y = _Chain(x, chains[0], style, **kw).run(tick)
-    del x
-    for layers in chains[1:-1]:
+    for stage in net.stages():  # each stage's input and output are kept whole; between them, tiles
+        y = _Chain(x, stage, style, **kw).run(tick)
+        if stage.residual:
+            y += x
+        del x
         _release_free_memory()
-        y += _Chain(y, layers, style, **kw).run(tick)
-    _release_free_memory()
-    logits = _Chain(y, chains[-1], style, **kw).run(tick)[..., top : top + h, left : left + w]
-    del y
+        x = y
+    logits = x[..., top : top + h, left : left + w]
+    del x, y
     # The photo skip is per pixel: band by band, so its temporaries stay tile-sized.
     out = torch.empty_like(logits)
     for r0, r1 in _split(h, tile):

@@ -199,11 +199,8 @@ def init_from(transformer: torch.nn.Module, source: torch.nn.Module, source_styl
     """Copy ``source``'s weights into ``transformer`` (same width and depth): every convolution,
     and the gamma/beta rows of the styles the two share by name. A style ``source`` lacks starts
     from the mean of its rows (as when adding styles). Returns how many styles were copied."""
-    if source.config.width != transformer.config.width or source.config.num_residual_blocks != transformer.config.num_residual_blocks:
-        raise TrainingConfigError(
-            f"init_model has width {source.config.width} and {source.config.num_residual_blocks} residual blocks; "
-            f"this run has width {transformer.config.width} and {transformer.config.num_residual_blocks} (set model.width to match)"
-        )
+    if source.config.width != transformer.config.width:
+        raise TrainingConfigError(f"init_model has width {source.config.width}; this run has width {transformer.config.width} (set model.width to match)")
     rows = [source_styles.index(n) if n in source_styles else None for n in styles]
     transformer.load_state_dict(source.with_style_rows(rows).state_dict())
     return sum(r is not None for r in rows)

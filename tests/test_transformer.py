@@ -145,3 +145,17 @@ def test_photo_skip_with_a_silent_last_layer_returns_the_photo():
             h = torch.relu(layer(h, half))
         expected = torch.sigmoid(net.output(h, half) + 0.5 * torch.logit(y.clamp(eps, 1 - eps)))
         assert torch.allclose(net(y, half), expected, atol=1e-5)
+
+
+def test_stages_describe_the_whole_network_once():
+    """forward and the exact tiler walk net.stages(): every conv-CIN layer exactly once, in the
+    order of the norms, with the residual stages marked; and the padding rule is public."""
+    net = StyleTransformer(num_styles=2, width=0.25)
+    layers = [layer for stage in net.stages() for layer, _ in stage.layers]
+    assert [layer.norm for layer in layers] == net.norms()
+    assert [stage.residual for stage in net.stages()] == [False] + [True] * 5 + [False]
+    assert net.padded_size(37, 5) == (40, 8) and net.padded_size(64, 64) == (64, 64)
+    size = net.padded_size(37, 29)
+    for layer in layers:
+        size = layer.output_size(size)
+    assert size == (40, 32)
