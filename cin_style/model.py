@@ -295,6 +295,7 @@ class TransformerConfig:
 
     num_styles: int
     width: float = 1.0
+    num_residual_blocks: int = 5
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -304,7 +305,7 @@ class StyleTransformer(nn.Module):
     """Feed-forward stylization network conditioned on style weights.
 
     Layout (Magenta image_stylization): conv 9x9/1 -> 32, conv 3x3/2 -> 64, conv 3x3/2 ->
-    128, five residual blocks at 128, nearest x2 + conv 3x3 -> 64, nearest x2 + conv 3x3 ->
+    128, ``num_residual_blocks`` (five) residual blocks at 128, nearest x2 + conv 3x3 -> 64, nearest x2 + conv 3x3 ->
     32, conv 9x9 -> 3, sigmoid. CIN after every conv, including the last. ``width`` scales
     the channel counts (at least one channel each). One addition to Magenta's layout: a
     per-style skip from the photo into the last sigmoid (:class:`PhotoSkip`), without which
@@ -320,14 +321,13 @@ class StyleTransformer(nn.Module):
     size_multiple = 4
     min_size = 8
 
-    #: Residual blocks at the lowest resolution (Magenta and Johnson et al. use five).
-    num_residual_blocks = 5
-
-    def __init__(self, *, num_styles: int, width: float = 1.0) -> None:
+    def __init__(self, *, num_styles: int, width: float = 1.0, num_residual_blocks: int = 5) -> None:
         super().__init__()
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}")
-        self.config = TransformerConfig(num_styles=num_styles, width=width)
+        if num_residual_blocks < 0:
+            raise ValueError(f"num_residual_blocks must be 0 or more, got {num_residual_blocks}")
+        self.config = TransformerConfig(num_styles=num_styles, width=width, num_residual_blocks=num_residual_blocks)
         c1, c2, c3 = (max(1, round(c * width)) for c in (32, 64, 128))
         kw = {"num_styles": num_styles}
         self.encoder = nn.ModuleList(
@@ -337,7 +337,7 @@ class StyleTransformer(nn.Module):
                 ConvCIN(c2, c3, kernel_size=3, stride=2, **kw),
             ]
         )
-        self.residuals = nn.ModuleList([ResidualBlock(c3, **kw) for _ in range(self.num_residual_blocks)])
+        self.residuals = nn.ModuleList([ResidualBlock(c3, **kw) for _ in range(num_residual_blocks)])
         self.decoder = nn.ModuleList(
             [
                 ConvCIN(c3, c2, kernel_size=3, upsample=True, **kw),
@@ -367,7 +367,7 @@ class StyleTransformer(nn.Module):
         c = self.config
         if any(r is not None and not 0 <= r < c.num_styles for r in rows):
             raise ValueError(f"style rows must lie in 0..{c.num_styles - 1}, got {list(rows)}")
-        copy = StyleTransformer(num_styles=len(rows), width=c.width)
+        copy = StyleTransformer(num_styles=len(rows), width=c.width, num_residual_blocks=c.num_residual_blocks)
         state = self.state_dict()
         tables = self.style_tables()
         with torch.no_grad():

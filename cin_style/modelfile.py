@@ -10,8 +10,7 @@ Layout of a ``.safetensors`` model file:
   ``format``          ``"cin-style"``
   ``format_version``  ``"2"`` (version 1 files, from before the photo skip, have no
                       ``photo.gain``: they are read with gains of 0, which is what they computed)
-  ``architecture``    JSON of :class:`TransformerConfig` (``num_styles``, ``width``; files up to version 2
-                      also say ``num_residual_blocks``: 5, the only depth there is)
+  ``architecture``    JSON of :class:`TransformerConfig` (``num_styles``, ``width``, ``num_residual_blocks``)
   ``styles``          JSON list of style names, in the order of the gamma/beta rows
   ``training``        JSON summary of how the network was trained (steps, loss weights, ...)
   ``credits``         optional JSON list, one object per style (title, artist, year, licence)
@@ -109,16 +108,12 @@ def _read_safetensors(path: Path) -> LoadedModel:
             f"{path}: model format version {version} is newer than this cin-style understands ({FORMAT_VERSION}); upgrade cin-style"
         )
     try:
-        architecture = json.loads(meta["architecture"])
-        blocks = architecture.pop("num_residual_blocks", StyleTransformer.num_residual_blocks)
-        config = TransformerConfig(**architecture)
+        config = TransformerConfig(**json.loads(meta["architecture"]))
         styles = json.loads(meta["styles"])
         training = json.loads(meta.get("training", "{}"))
         credits = json.loads(meta["credits"]) if "credits" in meta else None
-    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as err:
+    except (KeyError, TypeError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{path}: broken metadata ({type(err).__name__}: {err})") from None
-    if blocks != StyleTransformer.num_residual_blocks:
-        raise ModelFileError(f"{path}: a network with {blocks} residual blocks; cin-style builds {StyleTransformer.num_residual_blocks}")
     if not isinstance(styles, list) or len(styles) != config.num_styles:
         raise ModelFileError(f"{path}: metadata lists {len(styles) if isinstance(styles, list) else '?'} styles, architecture says {config.num_styles}")
     return _build(path, config, styles, tensors, training, credits, version=version)
@@ -136,7 +131,7 @@ def _read_checkpoint(path: Path) -> LoadedModel:
         raise ModelFileError(f"{path}: not a cin-style Lightning checkpoint (no state_dict/hyper_parameters)")
     hp = ckpt["hyper_parameters"]
     styles = list(hp.get("style_names", []))
-    config = TransformerConfig(num_styles=len(styles), width=float(hp.get("width", 1.0)))
+    config = TransformerConfig(num_styles=len(styles), width=float(hp.get("width", 1.0)), num_residual_blocks=int(hp.get("num_residual_blocks", 5)))
     tensors = {k[len("transformer.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("transformer.")}
     loss = hp.get("loss") or {}
     training = {

@@ -32,6 +32,7 @@ class StyleTransferModule(L.LightningModule):
     Args:
         style_names: the styles, in the order of the gamma/beta tables.
         width: channel multiplier of the transformer.
+        num_residual_blocks: residual blocks of the transformer (5, as Magenta and Johnson et al.).
         loss: the fields of :class:`~cin_style.loss.LossConfig` (layers, weights, ``vgg_weights``...);
             the defaults for those not given.
         style_multipliers: multiplier of a style's style loss, by style name (default 1; the
@@ -70,6 +71,7 @@ class StyleTransferModule(L.LightningModule):
         *,
         style_names: Sequence[str],
         width: float = 1.0,
+        num_residual_blocks: int = 5,
         loss: Mapping[str, Any] | None = None,
         style_multipliers: Mapping[str, float] | None = None,
         lr: float = 1e-3,
@@ -102,7 +104,7 @@ class StyleTransferModule(L.LightningModule):
                 raise ValueError(f"identity_share must be between 0 and 1, got {identity_share}")
         self.save_hyperparameters()
         self.style_names = list(style_names)
-        self.transformer = StyleTransformer(num_styles=len(self.style_names), width=width)
+        self.transformer = StyleTransformer(num_styles=len(self.style_names), width=width, num_residual_blocks=num_residual_blocks)
         unknown = sorted(set(style_multipliers or {}) - set(self.style_names))
         if unknown:
             raise ValueError(f"style_multipliers for unknown style(s) {', '.join(unknown)}")

@@ -199,8 +199,12 @@ def init_from(transformer: torch.nn.Module, source: torch.nn.Module, source_styl
     """Copy ``source``'s weights into ``transformer`` (same width and depth): every convolution,
     and the gamma/beta rows of the styles the two share by name. A style ``source`` lacks starts
     from the mean of its rows (as when adding styles). Returns how many styles were copied."""
-    if source.config.width != transformer.config.width:
-        raise TrainingConfigError(f"init_model has width {source.config.width}; this run has width {transformer.config.width} (set model.width to match)")
+    theirs, ours = source.config, transformer.config
+    if (theirs.width, theirs.num_residual_blocks) != (ours.width, ours.num_residual_blocks):
+        raise TrainingConfigError(
+            f"init_model has width {theirs.width} and {theirs.num_residual_blocks} residual blocks; this run has width "
+            f"{ours.width} and {ours.num_residual_blocks} (set model.width and model.num_residual_blocks to match)"
+        )
     rows = [source_styles.index(n) if n in source_styles else None for n in styles]
     transformer.load_state_dict(source.with_style_rows(rows).state_dict())
     return sum(r is not None for r in rows)
@@ -263,7 +267,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     model = instantiate(cfg.model, _convert_="all")  # the module's own settings; the run's facts follow
     module: StyleTransferModule = model(
         style_names=names,
-        **({"width": base.transformer.config.width} if base is not None else {}),
+        **({"width": base.transformer.config.width, "num_residual_blocks": base.transformer.config.num_residual_blocks} if base is not None else {}),
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
         style_multipliers=dict(zip(data.style_names, data.style_multipliers)),
         lr=cfg.optim.lr,

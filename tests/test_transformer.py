@@ -153,7 +153,7 @@ def test_stages_describe_the_whole_network_once():
     net = StyleTransformer(num_styles=2, width=0.25)
     layers = [layer for stage in net.stages() for layer, _ in stage.layers]
     assert [layer.norm for layer in layers] == net.norms()
-    assert [stage.residual for stage in net.stages()] == [False] + [True] * 5 + [False]
+    assert [stage.residual for stage in net.stages()] == [False] + [True] * net.config.num_residual_blocks + [False]
     assert net.padded_size(37, 5) == (40, 8) and net.padded_size(64, 64) == (64, 64)
     size = net.padded_size(37, 29)
     for layer in layers:
