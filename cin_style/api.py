@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .images import fit_longer_side, limit_longer_side, load_image, to_pil, to_tensor
+from .images import DEFAULT_MAX_PIXELS, ImageLoadError, failure_line, fit_longer_side, limit_longer_side, load_image, save_image, to_pil, to_tensor
 from .model import StyleTransformer
 from .modelfile import ModelFileError, read_model, write_model
 from .sheets import contact_sheet, interpolation_weights
@@ -268,9 +268,32 @@ class StyleModel:
         out = self.stylize_tensor(batch, weights, tile=tile, progress=progress)
         return restore(_preserve_color(out, batch.to(out.device)) if preserve_color else out)
 
+    def stylize_file(
+        self, source: str | os.PathLike, output: str | os.PathLike, style: StyleSpec | None = None, *, sheet: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS, quality: int = 95, size: int | None = None, **options: Any,
+    ) -> None:
+        """Read an image file, stylize it (:meth:`stylize` with ``options``), or with ``sheet`` make
+        its :meth:`style_sheet`, and write the result atomically to ``output`` (format from its suffix)."""
+        photo = load_image(source, max_pixels=max_pixels)
+        image = self.style_sheet(photo, size=size) if sheet else self.stylize(photo, style, size=size, **options)
+        save_image(image, output, quality=quality)
+
+    def stylize_files(self, pairs: Sequence[tuple[Path, Path]], style: StyleSpec | None = None, **options: Any) -> list[str]:
+        """:meth:`stylize_file` for each (source, output) pair, with a progress bar; a file that
+        fails is skipped. Returns one line per failure (the file and why)."""
+        from tqdm.auto import tqdm
+
+        failures = []
+        for source, output in tqdm(pairs, unit="image", desc="stylize"):
+            try:
+                self.stylize_file(source, output, style, **options)
+            except (ImageLoadError, OSError, ValueError) as err:
+                failures.append(failure_line(source, str(err)))
+        return failures
+
     @staticmethod
-    def _photo(image: str | os.PathLike | Image.Image, size: int | None) -> Image.Image:
-        photo = load_image(image) if isinstance(image, (str, os.PathLike)) else image.convert("RGB")
+    def _photo(image: str | os.PathLike | Image.Image, size: int | None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+        photo = load_image(image, max_pixels=max_pixels) if isinstance(image, (str, os.PathLike)) else image.convert("RGB")
         return limit_longer_side(photo, size)
 
     def style_sheet(
@@ -289,17 +312,18 @@ class StyleModel:
         return contact_sheet(wrap(rows[0]), labels=wrap(names))
 
     def blend_grid(
-        self, image: str | os.PathLike | Image.Image, styles: Sequence[str | int], *, steps: int = 5, size: int | None = None
+        self, image: str | os.PathLike | Image.Image, styles: Sequence[str | int], *, steps: int = 5, size: int | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> Image.Image:
         """Interpolate between 2, 3 or 4 styles (a strip, a triangle or the CIN paper's 2-D grid).
 
-        The styles are checked before the photo is read.
+        The styles and ``steps`` are checked before the photo is read (``max_pixels``: as :func:`load_image`).
         """
         indices = [int(torch.argmax(self.weights(s))) for s in styles]
         if len(set(indices)) != len(indices):
             raise ValueError("give each style once")
         interpolation_weights(len(indices), steps)  # checks the style count and steps
-        x = to_tensor(self._photo(image, size))[None]
+        x = to_tensor(self._photo(image, size, max_pixels=max_pixels))[None]
         rows = []
         for row in interpolation_weights(len(indices), steps):
             cells = []

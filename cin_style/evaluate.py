@@ -12,6 +12,7 @@ The report is a plain dict with a stable schema (``SCHEMA``; documented in
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,7 +28,7 @@ from .optimize import optimize_images
 from .styles import IDENTITY
 
 __all__ = [
-    "SCHEMA", "model_loss", "evaluate", "evaluate_model", "evaluated_styles", "markdown_table",
+    "SCHEMA", "model_loss", "evaluate", "write_report", "evaluate_model", "evaluated_styles", "markdown_table",
     "gram_distances", "style_identification", "identity_psnr", "psnr",
 ]  # fmt: skip
 
@@ -251,3 +252,23 @@ def markdown_table(report: Mapping[str, Any]) -> str:
         p = report["identity_psnr"]
         lines += ["", f"Strength 0 (the identity row) against the photo: median PSNR {p['median']:.2f} dB, lowest {p['min']:.2f} dB."]
     return "\n".join(lines) + "\n"
+
+
+def write_report(report: Mapping[str, Any], path: str | os.PathLike, *, sheet: Any = None) -> list[Path]:
+    """Write ``report`` as JSON to ``path`` (atomically), its :func:`markdown_table` beside it
+    (``.md``) and, when given, a contact sheet (a PIL image, ``.sheet.jpg``). Returns the paths."""
+    import json
+
+    from .files import atomic_path
+    from .images import save_image
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    stem = path.with_suffix("")
+    written = [path, Path(f"{stem}.md")]
+    written[1].write_text(markdown_table(report))
+    if sheet is not None:
+        written.append(Path(f"{stem}.sheet.jpg"))
+        save_image(sheet, written[2], quality=90)
+    return written

@@ -1,14 +1,15 @@
-"""Atomic file writes: everything cin-style writes appears whole or not at all."""
+"""Writing files: atomically (everything cin-style writes appears whole or not at all), and
+checking before any work that an output can be written where it is asked for."""
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+__all__ = ["OutputError", "atomic_path", "check_writable", "check_output"]
 
 
 def _umask() -> int:
@@ -38,3 +39,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+class OutputError(ValueError):
+    """An output path that cannot be used; the message says why."""
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Create ``folder`` if needed and prove that a file can be written there, before any work."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise OutputError(f"cannot write to {folder}: {err.strerror or err}") from None
+
+
+def check_output(path: str | os.PathLike, *, folder: bool, suffixes: Collection[str]) -> None:
+    """Check an output before any work: a writable folder (``folder``), or a file name whose
+    suffix is one of ``suffixes`` in a writable folder."""
+    path = Path(path)
+    if folder:
+        if path.suffix.lower() in suffixes:
+            raise OutputError(f"{path}: several outputs need a folder, not a file name")
+        if path.exists() and not path.is_dir():
+            raise OutputError(f"{path}: exists and is not a folder")
+        check_writable(path)
+        return
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name")
+    if path.suffix.lower() not in suffixes:
+        raise OutputError(f"{path}: the output's suffix must be one of {', '.join(sorted(suffixes))}")
+    check_writable(path.parent)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +27,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "ImageLoadError",
     "OUTPUT_FORMATS",
+    "collect_images",
     "find_images",
     "fit_longer_side",
     "limit_longer_side",
@@ -46,6 +48,20 @@ def find_images(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def collect_images(inputs: Sequence[str | os.PathLike]) -> list[tuple[Path, Path]]:
+    """(image file, its path relative to an output folder) for files and folders (searched
+    recursively, keeping their structure); FileNotFoundError for an input that does not exist."""
+    pairs = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            pairs += [(f, f.relative_to(item)) for f in find_images(item)]
+        elif item.exists():
+            pairs.append((item, Path(item.name)))
+        else:
+            raise FileNotFoundError(f"{item}: no such file or folder")
+    return pairs
 
 
 #: Images with more pixels than this are refused before decoding (a small file can claim

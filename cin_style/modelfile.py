@@ -34,7 +34,7 @@ from torch import Tensor
 from .files import atomic_path
 from .model import StyleTransformer, TransformerConfig
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "LoadedModel", "credits_from_manifest", "read_model", "write_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "LoadedModel", "credits_from_manifest", "describe_styles", "read_model", "write_model"]
 
 FORMAT = "cin-style"
 FORMAT_VERSION = 2
@@ -221,3 +221,20 @@ def credits_from_manifest(manifest: str | os.PathLike, styles: list[str], traini
     if missing:
         raise ModelFileError(f"credits {manifest}: no entry for style(s) {', '.join(missing)}")
     return credits
+
+
+def describe_styles(loaded: LoadedModel) -> list[str]:
+    """One line per style: its name, and with credits the painting's title, artist, year and licence."""
+    credits = {c.get("style"): c for c in loaded.credits or []}
+    lines = []
+    for name in loaded.styles:
+        c = credits.get(name)
+        if c is None:
+            lines.append(name)
+        elif not c.get("artist"):  # the identity row: no painting behind it
+            lines.append(f"{name}\t{c.get('title', '')}")
+        else:
+            year = f", {c['year']}" if c.get("year") and c.get("year") != "unknown" else ""
+            licence = (c.get("license") or "licence not recorded").split(";")[0]  # the full text stays in the model file
+            lines.append(f"{name}\t{c.get('title', '?')} ({c.get('artist', '?')}{year}); {licence}")
+    return lines

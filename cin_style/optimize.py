@@ -6,20 +6,23 @@ Instead of a network, the pixels of the output are the variables: starting from 
 per image where the feed-forward network takes milliseconds; the networks are trained to
 approximate exactly this, with the same :class:`~cin_style.loss.PerceptualLoss`.
 
-Nothing here reads files or knows the command line.
+Nothing here knows the command line; :func:`optimize_file` reads and writes files for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .loss import LossTerms, PerceptualLoss
 
-__all__ = ["optimize_images", "OptimizationResult", "METHODS", "INITS"]
+__all__ = ["optimize_images", "optimize_file", "save_result", "OptimizationResult", "METHODS", "INITS"]
 
 METHODS = ("lbfgs", "adam")
 INITS = ("content", "noise")
@@ -102,3 +105,63 @@ def optimize_images(
     with torch.no_grad():
         terms = evaluate()
     return OptimizationResult(images=image.detach(), terms=terms, history=history)
+
+
+def save_result(result: OptimizationResult, output: str | os.PathLike, *, title: str = "", quality: int = 95) -> list[Path]:
+    """Write the first optimized image to ``output`` and its loss curve beside it, as numbers
+    (``.loss.csv``: step, content, style, tv, total) and as a picture (``.loss.png``). Returns the paths."""
+    import csv
+
+    from .images import save_image, to_pil
+    from .sheets import loss_curve
+
+    output = Path(output)
+    save_image(to_pil(result.images[0]), output, quality=quality)
+    stem = output.with_suffix("")
+    table, picture = Path(f"{stem}.loss.csv"), Path(f"{stem}.loss.png")
+    with open(table, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["step", "content", "style", "tv", "total"])
+        writer.writeheader()
+        writer.writerows({"step": step, **row} for step, row in enumerate(result.history, start=1))
+    save_image(loss_curve({k: [row[k] for row in result.history] for k in ("total", "content", "style")}, title=title), picture)
+    return [output, table, picture]
+
+
+def optimize_file(
+    content: str | os.PathLike,
+    painting: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    loss: Mapping[str, Any] | None = None,
+    size: int | None = 512,
+    style_size: int | None = None,
+    device: str | torch.device | None = None,
+    max_pixels: int | None = None,
+    quality: int = 95,
+    progress: bool = True,
+    **options: Any,
+) -> tuple[OptimizationResult, list[Path]]:
+    """Gatys et al. from files: the photo (longer side at most ``size``) painted like ``painting``
+    (its shorter side ``style_size``, default the photo's shorter side), with the loss settings
+    ``loss`` (fields of :class:`~cin_style.loss.LossConfig`; the training defaults otherwise) and
+    :func:`optimize_images`' ``options`` (steps, method, init, lr, seed); written by :func:`save_result`.
+    Both images are read (and refused if broken) before VGG-16 loads."""
+    from tqdm.auto import tqdm
+
+    from .data import load_style_image
+    from .images import limit_longer_side, load_image, to_tensor
+    from .loss import LossConfig
+
+    photo = limit_longer_side(load_image(content, max_pixels=max_pixels), size)
+    load_image(painting, max_pixels=max_pixels)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    perceptual = PerceptualLoss(num_styles=1, config=LossConfig(**dict(loss or {}))).to(device).eval()
+    grams = perceptual.style_grams(load_style_image(painting, style_size or min(photo.size))[None].to(device))
+    method = options.get("method", "lbfgs")
+    with tqdm(total=options.get("steps", 300), unit="step", desc=f"optimize ({method})", disable=not progress) as bar:
+        result = optimize_images(
+            to_tensor(photo)[None].to(device), loss=perceptual, style_grams=grams, **options,
+            progress=lambda step, losses: bar.update(1) or bar.set_postfix(total=f"{losses['total']:.4g}"),
+        )  # fmt: skip
+    title = f"{Path(painting).name}: {method}, {options.get('init', 'content')} init"
+    return result, save_result(result, output, title=title, quality=quality)

@@ -83,7 +83,7 @@ class ImageFileWriter(BasePredictionWriter):
         self.sources = list(sources)
         self.quality = quality
         self.written: set[int] = set()
-        self.failures: dict[int, str] = {}
+        self.failures: dict[int, str] = {}  # by input index
         #: Whether this is the first process of the run, the one that reports for all.
         self.is_global_zero = True
 
@@ -110,29 +110,34 @@ class ImageFileWriter(BasePredictionWriter):
         # The distributed sampler pads the last round with repeats: a photo that failed once failed everywhere.
         self.written -= set(self.failures)
 
+    @property
+    def failure_lines(self) -> list[str]:
+        """One line per failed file, in input order."""
+        return [self.failures[i] for i in sorted(self.failures)]
+
 
 def stylize_files(
     model: StyleModel,
-    files: Sequence[Path],
-    outputs: Sequence[Path],
+    pairs: Sequence[tuple[Path, Path]],
     *,
     style: Any,
     options: dict[str, Any] | None = None,
     devices: int | str = 1,
-    accelerator: str = "auto",
     quality: int = 95,
     max_pixels: int | None = None,
     progress: bool = True,
 ) -> ImageFileWriter:
-    """Stylize ``files`` into ``outputs`` on ``devices`` devices (DDP when more than one).
+    """Stylize each (source, output) pair's file on ``devices`` devices of the model's kind (DDP
+    when more than one; CPU processes for a model on the CPU).
 
-    Returns the writer, whose ``written`` and ``failures`` cover every process. With more than
-    one device, Lightning starts the other processes by re-running this program's command
-    line, so call it from a script or the command line, not from a notebook.
+    Returns the writer, whose ``written`` and ``failure_lines`` (in input order) cover
+    every process. With more than one device, Lightning starts the other processes by re-running
+    this program's command line, so call it from a script or the command line, not from a notebook.
     """
-    writer = ImageFileWriter([Path(p) for p in outputs], quality=quality, sources=[Path(f) for f in files])
+    files = [Path(src) for src, _ in pairs]
+    writer = ImageFileWriter([Path(dst) for _, dst in pairs], quality=quality, sources=files)
     trainer = L.Trainer(
-        accelerator=accelerator,
+        accelerator="cpu" if model.device.type == "cpu" else "auto",
         devices=devices,
         strategy="ddp" if devices not in (1, "1") else "auto",
         callbacks=[writer],

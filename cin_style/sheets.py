@@ -9,6 +9,10 @@ from PIL import Image, ImageDraw, ImageFont
 __all__ = ["interpolation_weights", "contact_sheet", "loss_curve"]
 
 
+#: The most images per side of an interpolation grid: 33 x 33 is already 1,089 images.
+MAX_BLEND_STEPS = 33
+
+
 def interpolation_weights(num_styles: int, steps: int) -> list[list[list[float] | None]]:
     """Rows of blend weights over ``num_styles`` (2, 3 or 4) styles; ``None`` marks an empty cell.
 
@@ -20,8 +24,8 @@ def interpolation_weights(num_styles: int, steps: int) -> list[list[list[float] 
 
     Corner weights are exactly one-hot, so the corners equal the pure styles exactly.
     """
-    if steps < 2:
-        raise ValueError(f"steps must be at least 2, got {steps}")
+    if not 2 <= steps <= MAX_BLEND_STEPS:
+        raise ValueError(f"steps must be between 2 and {MAX_BLEND_STEPS}, got {steps}")
     t = [i / (steps - 1) for i in range(steps)]
     if num_styles == 2:
         return [[[1 - u, u] for u in t]]

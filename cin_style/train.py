@@ -31,7 +31,7 @@ from .modelfile import read_model
 from .module import StyleTransferModule
 from .styles import IDENTITY
 
-__all__ = ["train", "TrainingConfigError", "init_from", "export_run_model", "AtomicCheckpointIO", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard"]
+__all__ = ["main", "train", "TrainingConfigError", "init_from", "export_run_model", "AtomicCheckpointIO", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard"]
 
 
 #: print, in the first process of a distributed run only.
@@ -333,3 +333,31 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         style = next((n for n in names if n != IDENTITY), names[0])
         _say(f"model file: {model}\n  cin-style styles {model}\n  cin-style stylize -m {model} photo.jpg -s {style} -o out.jpg")
     return summary
+
+
+def main(argv: list[str]) -> int:
+    """``cin-style train ARGS``: Hydra composes the config from ``cin_style.conf`` and the
+    overrides in ``argv`` (``-m`` sweeps too) and :func:`train` runs it in Hydra's run folder."""
+    import sys
+
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import InstantiationException
+
+    from .modelfile import ModelFileError
+    from .vgg import VGGWeightsError
+
+    @hydra.main(config_path="pkg://cin_style.conf", config_name="train", version_base="1.3")
+    def run(cfg: DictConfig) -> None:
+        try:
+            train(cfg, HydraConfig.get().runtime.output_dir)
+        except (FloatingPointError, VGGWeightsError, InstantiationException, FileNotFoundError, ModelFileError, TrainingConfigError) as err:
+            # Problems the user can act on: one line, not Hydra's traceback. SystemExit passes through Hydra.
+            print(f"cin-style train: error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    # Hydra reads its overrides from sys.argv; argv[0] is also what Lightning's DDP launcher
+    # re-runs to start the other processes (see _train_main.py).
+    sys.argv = [str(Path(__file__).with_name("_train_main.py")), *argv]
+    run()
+    return 0
