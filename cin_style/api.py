@@ -278,11 +278,27 @@ class StyleModel:
         image = self.style_sheet(photo, size=size) if sheet else self.stylize(photo, style, size=size, **options)
         save_image(image, output, quality=quality)
 
-    def stylize_files(self, pairs: Sequence[tuple[Path, Path]], style: StyleSpec | None = None, **options: Any) -> list[str]:
+    def stylize_files(
+        self, pairs: Sequence[tuple[Path, Path]], style: StyleSpec | None = None, *, devices: int = 1, **options: Any
+    ) -> list[str] | None:
         """:meth:`stylize_file` for each (source, output) pair, with a progress bar; a file that
-        fails is skipped. Returns one line per failure (the file and why)."""
+        fails is skipped. Returns one line per failure (the file and why).
+
+        With ``devices`` > 1 the pairs are shared out between that many devices of the model's
+        kind through Lightning's predict loop (:func:`cin_style.predict.stylize_files`, which
+        starts the other processes by re-running the command line: call it from a script); only
+        the first process returns the failures of all, the others return None.
+        """
         from tqdm.auto import tqdm
 
+        if devices != 1:
+            from .predict import stylize_files
+
+            if options.pop("sheet", False):
+                raise ValueError("contact sheets (all styles) are made on one device")
+            files = {k: options.pop(k) for k in ("quality", "max_pixels") if k in options}
+            writer = stylize_files(self, pairs, style=style, options=options, devices=devices, **files)
+            return writer.failure_lines if writer.is_global_zero else None
         failures = []
         for source, output in tqdm(pairs, unit="image", desc="stylize"):
             try:

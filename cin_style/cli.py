@@ -62,7 +62,7 @@ def _number(kind: type, low: float | None = None, high: float | None = None):
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a {'whole ' if kind is int else ''}number: {text!r}") from None
         if (low is not None and value < low) or (high is not None and value > high) or value != value:
-            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
             raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
         return value
 
@@ -98,14 +98,6 @@ def _styles(args) -> int:
     return 0
 
 
-def _report_failures(failures: list[str], written: int, total: int, output: Path | str) -> int:
-    print(f"wrote {written} of {total} images to {output}")
-    if failures:
-        print(f"{len(failures)} failed:\n" + "\n".join(f"  {line}" for line in failures), file=sys.stderr)
-        return EXIT_USAGE
-    return 0
-
-
 def _stylize(args) -> int:
     from .files import check_output
     from .images import OUTPUT_FORMATS, collect_images
@@ -137,19 +129,17 @@ def _stylize(args) -> int:
         model.stylize_file(pairs[0][0], output, args.style, sheet=args.all_styles, **look, **files, tile=args.tile, progress=True)
         print(f"wrote {output}")
         return 0
-    targets = [(src, output / rel) for src, rel in pairs]
-    if args.devices == 1:
-        failures = model.stylize_files(targets, args.style, sheet=args.all_styles, **look, **files, tile=args.tile)
-        return _report_failures(failures, len(pairs) - len(failures), len(pairs), output)
-    if args.all_styles:
+    if args.all_styles and args.devices != 1:
         raise CommandError("--all-styles runs on one device; drop --devices")
-    from .predict import stylize_files  # Lightning's predict loop with the DDP strategy, as training uses
-
-    options = {**look, "size": args.size, "tile": args.tile}
-    writer = stylize_files(model, targets, style=args.style, options=options, devices=args.devices, quality=args.quality, max_pixels=args.max_pixels)
-    if not writer.is_global_zero:
-        return 0  # the first process reports for all
-    return _report_failures(writer.failure_lines, len(writer.written), len(pairs), f"{output} on {args.devices} devices")
+    targets = [(src, output / rel) for src, rel in pairs]
+    failures = model.stylize_files(targets, args.style, devices=args.devices, sheet=args.all_styles, **look, **files, tile=args.tile)
+    if failures is None:
+        return 0  # another process of a multi-device run: the first one reports for all
+    print(f"wrote {len(pairs) - len(failures)} of {len(pairs)} images to {output}" + (f" on {args.devices} devices" if args.devices != 1 else ""))
+    if failures:
+        print(f"{len(failures)} failed:\n" + "\n".join(f"  {line}" for line in failures), file=sys.stderr)
+        return EXIT_USAGE
+    return 0
 
 
 def _blend(args) -> int:
