@@ -178,7 +178,7 @@ def _training(spec: dict, device: torch.device) -> dict:
         fast = device.type == "cuda"
         module = StyleTransferModule(
             style_names=[f"s{i}" for i in range(n)],
-            loss={"vgg": _vgg(device), "content_layers": {"relu2_2": 1.0}, "style_layers": STYLE_LAYERS},
+            loss={"content_layers": {"relu2_2": 1.0}, "style_layers": STYLE_LAYERS},  # the real VGG-16, as _vgg builds it
             channels_last=fast,
             compile=fast,
         ).to(device)

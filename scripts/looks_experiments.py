@@ -1,6 +1,7 @@
 """Measure the strength dial and adding styles, on top of a trained multi-style model.
 
     python scripts/looks_experiments.py --base runs/quality_claim/multi.safetensors [--steps 300]
+    python scripts/looks_experiments.py --strength-of cin_style/models/paintings.safetensors [--style NAME]
 
 1. Strength dial: adds an identity row to the base model with ``experiment=add_styles
    'new_styles=[identity]'`` (only the new row is trained), then on the held-out Kodak photos
@@ -47,7 +48,9 @@ def train_overrides(args, data_root: Path) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base", required=True, help="a trained multi-style model file")
+    parser.add_argument("--base", help="a trained multi-style model file")
+    parser.add_argument("--strength-of", help="only measure the strength dial of this model (it has an identity row); print the table and write it beside --out")
+    parser.add_argument("--style", default=None, help="the style of the strength table (default: the model's first)")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -55,8 +58,15 @@ def main() -> int:
     parser.add_argument("--data-root", default=os.environ.get("CIN_STYLE_DATA", str(REPO.parent / "shared" / "data")))
     parser.add_argument("--out", default=str(REPO / "runs" / "looks"))
     args = parser.parse_args()
-    out, data_root, base = Path(args.out).resolve(), Path(args.data_root).resolve(), Path(args.base).resolve()
+    out, data_root = Path(args.out).resolve(), Path(args.data_root).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.strength_of:
+        table = strength_table(Path(args.strength_of), data_root, args.photos, args.style)
+        (out / "strength.json").write_text(json.dumps({"model": args.strength_of, **table}, indent=2) + "\n")
+        return 0
+    if not args.base:
+        parser.error("give --base MODEL (or --strength-of MODEL)")
+    base = Path(args.base).resolve()
     common = train_overrides(args, data_root)
     jobs = {
         "identity": ["experiment=add_styles", f"base_model={base}", "new_styles=[identity]", "name=looks_identity"],
@@ -87,7 +97,7 @@ def main() -> int:
 
 
 @torch.no_grad()
-def strength_table(model_path: Path, data_root: Path, photos: int) -> dict:
+def strength_table(model_path: Path, data_root: Path, photos: int, style: str | None = None) -> dict:
     from cin_style import StyleModel
     from cin_style.data import load_center_crops, load_style_image
     from cin_style.images import find_images
@@ -97,7 +107,7 @@ def strength_table(model_path: Path, data_root: Path, photos: int) -> dict:
     model = StyleModel.load(model_path, device="cpu")
     files = find_images(data_root / "content" / "val")[:photos]
     x = load_center_crops(files, 256)
-    style = model.styles[0]
+    style = style or model.styles[0]
     loss = model_loss(model)
     grams = loss.style_grams(load_style_image(data_root / "styles" / f"{style}.jpg", recorded_style_size(model.training))[None])
     rows = []
