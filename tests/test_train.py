@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from cin_style.data import ContentImages
 from cin_style.images import find_images
+from cin_style.modelfile import read_model
 from cin_style.module import StyleTransferModule
 from cin_style.model import one_hot_styles
 
@@ -205,3 +206,16 @@ def test_identity_share_draws_the_identity_row_that_often_and_the_others_evenly(
         assert "identity row" in str(err)
     else:
         raise AssertionError("identity_share without an identity row must be refused")
+
+
+def test_a_run_that_ends_between_checkpoints_keeps_its_last_steps(tmp_path, data_root, fast_overrides):
+    """A run stopped by trainer.max_time (here: max_steps) between two periodic checkpoints writes
+    last.ckpt, and so its model file, at the step it ended on: nothing trained is lost."""
+    run = tmp_path / "run"
+    run_cli(
+        "train", "experiment=smoke", *fast_overrides, "trainer.max_steps=3", "checkpoint_every=2", "trainer.val_check_interval=2",
+        f"hydra.run.dir={run}", cwd=tmp_path,
+    )  # fmt: skip
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 3
+    assert read_model(run / "model.safetensors").training["steps"] == 3
