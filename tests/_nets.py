@@ -16,3 +16,17 @@ def random_style_net(num_styles: int = 3, *, width: float = 0.25, seed: int = 0)
             norm.beta.normal_(0.0, 0.5)
         net.photo.gain.uniform_(0.0, 1.0)
     return net.eval()
+
+
+def logits_by_hand(net: StyleTransformer, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The last layer's output (before the photo skip and sigmoid), walked module by module
+    rather than through ``forward``; ``x`` must have sides divisible by 4 (no padding)."""
+    h = x
+    with torch.no_grad():
+        for layer in net.encoder:
+            h = torch.relu(layer(h, w))
+        for block in net.residuals:
+            h = block(h, w)
+        for layer in net.decoder:
+            h = torch.relu(layer(h, w))
+        return net.output(h, w)
