@@ -35,10 +35,10 @@ __all__ = [
 SCHEMA = "cin-style-evaluate/2"
 
 
-def model_loss(model: StyleModel, **overrides: Any) -> PerceptualLoss:
+def model_loss(model: StyleModel) -> PerceptualLoss:
     """The loss ``model`` was trained with (its training record, :meth:`LossConfig.from_record`), for
     one style whose targets are passed as Gram matrices, on the model's device."""
-    return PerceptualLoss(num_styles=1, config=LossConfig.from_record(model.training, **overrides)).to(model.device).eval()
+    return PerceptualLoss(num_styles=1, config=LossConfig.from_record(model.training)).to(model.device).eval()
 
 
 def evaluated_styles(styles: Sequence[str]) -> list[str]:

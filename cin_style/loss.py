@@ -55,10 +55,10 @@ class LossConfig:
         return {k: v for k, v in asdict(self).items() if k != "vgg_weights"}
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any], **overrides: Any) -> LossConfig:
+    def from_record(cls, record: Mapping[str, Any]) -> LossConfig:
         """The loss a model was trained with, from its training record (defaults for what it lacks)."""
         keys = {f.name for f in fields(cls)} - {"vgg_weights"}
-        return cls(**{**{k: v for k, v in record.items() if k in keys}, **overrides})
+        return cls(**{k: v for k, v in record.items() if k in keys})
 
 
 def gram_matrix(features: Tensor) -> Tensor:
