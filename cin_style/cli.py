@@ -121,18 +121,17 @@ def _stylize(args) -> int:
     folder_mode = len(pairs) != 1 or any(Path(p).is_dir() for p in args.inputs) or output.is_dir()
     check_output(output, folder=folder_mode, suffixes=OUTPUT_FORMATS)
     model = _load_model(args)
-    look = {"strength": args.strength, "masks": masks, "feather": args.feather, "preserve_color": args.preserve_color}
+    options = {k: getattr(args, k) for k in ("strength", "feather", "preserve_color", "max_pixels", "quality", "size", "tile")}
     if not args.all_styles:  # a bad style, mask style or strength is reported before any image is read
         model.check_style(args.style, strength=args.strength, masks=masks)
-    files = {"max_pixels": args.max_pixels, "quality": args.quality, "size": args.size}
     if not folder_mode:
-        model.stylize_file(pairs[0][0], output, args.style, sheet=args.all_styles, **look, **files, tile=args.tile, progress=True)
+        model.stylize_file(pairs[0][0], output, args.style, sheet=args.all_styles, masks=masks, **options, progress=True)
         print(f"wrote {output}")
         return 0
     if args.all_styles and args.devices != 1:
         raise CommandError("--all-styles runs on one device; drop --devices")
     targets = [(src, output / rel) for src, rel in pairs]
-    failures = model.stylize_files(targets, args.style, devices=args.devices, sheet=args.all_styles, **look, **files, tile=args.tile)
+    failures = model.stylize_files(targets, args.style, devices=args.devices, sheet=args.all_styles, masks=masks, **options)
     if failures is None:
         return 0  # another process of a multi-device run: the first one reports for all
     print(f"wrote {len(pairs) - len(failures)} of {len(pairs)} images to {output}" + (f" on {args.devices} devices" if args.devices != 1 else ""))
@@ -157,8 +156,6 @@ def _blend(args) -> int:
 def _video(args) -> int:
     from .video import stylize_video
 
-    if not Path(args.input).is_file():
-        raise CommandError(f"{args.input}: no such file")
     model = _load_model(args)
     if args.compile:
         model.accelerate()
@@ -177,39 +174,26 @@ def _optimize(args) -> int:
     options = {k: getattr(args, k) for k in ("size", "style_size", "steps", "method", "init", "lr", "seed", "device", "max_pixels", "quality")}
     result, (image, table, picture) = optimize_file(args.content, args.style, args.output, loss=given, **options)
     first, last = result.history[0]["total"], result.history[-1]["total"]
-    size = f"{result.images.shape[-1]}x{result.images.shape[-2]}"
-    print(f"wrote {image} ({size}, {args.steps} steps on {result.images.device}); total loss {first:.4g} after step 1 -> {last:.4g}")
+    print(f"wrote {image} ({result.images.shape[-1]}x{result.images.shape[-2]}, {args.steps} steps on {result.images.device}); total loss {first:.4g} after step 1 -> {last:.4g}")
     print(f"loss curve: {table}, {picture}")
     return 0
 
 
 def _evaluate(args) -> int:
-    from tqdm.auto import tqdm
-
     from .api import pretrained_file
-    from .data import find_paintings, load_center_crops
-    from .evaluate import evaluate, evaluated_styles, markdown_table, write_report
+    from .evaluate import evaluate_folder, markdown_table, write_report
     from .files import check_output
-    from .images import find_images, to_pil
 
     if args.json is not None:
         check_output(args.json, folder=False, suffixes={".json"})
-    files = find_images(args.content)[: args.limit] if Path(args.content).is_dir() else []
-    if not files:
-        raise CommandError(f"{args.content}: no photos found")
     if args.style_images is None:
         raise CommandError("give --style-images DIR: the folder with the paintings the model was trained on (found by style name)")
     model = _load_model(args)
-    paintings = find_paintings(args.style_images, evaluated_styles(model.styles), model.training.get("style_files"))
-    with tqdm(total=-(-len(files) // args.batch_size) * len(paintings), unit="batch", desc="evaluate") as bar:
-        report = evaluate(
-            model, files, paintings, size=args.size, style_size=args.style_size, batch_size=args.batch_size,
-            optimize_steps=args.optimize_steps, optimize_method=args.method, photo_root=Path(args.content),
-            model_name=str(args.model or pretrained_file()), progress=lambda name: bar.update(1),
-        )  # fmt: skip
+    options = {k: getattr(args, k) for k in ("limit", "size", "style_size", "batch_size", "optimize_steps", "optimize_photos")}
+    report = evaluate_folder(model, args.content, args.style_images, **options, optimize_method=args.method, model_name=str(args.model or pretrained_file()), progress=True)
     print(markdown_table(report))
     if args.json is not None:
-        sheet = model.style_sheet([to_pil(t) for t in load_center_crops(files[: args.sheet_photos], args.size)])
+        sheet = model.style_sheet([Path(args.content, p) for p in report["photos"][: args.sheet_photos]], size=args.size)
         print("wrote " + ", ".join(map(str, write_report(report, args.json, sheet=sheet))))
     return 0
 
@@ -231,8 +215,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
 
     def with_images(p: argparse.ArgumentParser) -> None:
-        limit = f"refuse images with more pixels than this, before decoding them (default {DEFAULT_MAX_PIXELS:,})"
-        p.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, help=limit)
+        p.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, help=f"refuse images with more pixels than this, before decoding them (default {DEFAULT_MAX_PIXELS:,})")
         p.add_argument("--quality", type=_percent, default=95, help="JPEG/WebP quality, 1-100 (default 95)")
 
     p = command(_export, "checkpoint -> standalone .safetensors model")
@@ -310,8 +293,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--style-images", default=None, help="the folder of paintings the model was trained on (found by name)")
     p.add_argument("--size", type=_positive, default=256, help="photos: shorter side resized to N, centre crop N x N (default 256)")
     p.add_argument("--style-size", type=_positive, default=None, help="paintings' shorter side (default: as recorded at training, else 256)")
-    p.add_argument("--optimize-steps", type=int, default=0, help="also run Gatys et al. for K steps on the same photos and report the ratio")
+    p.add_argument("--optimize-steps", type=int, default=0, help="also run Gatys et al. for K steps on the same photos; report the median ratio")
     p.add_argument("--method", choices=["lbfgs", "adam"], default="lbfgs", help="optimizer for --optimize-steps")
+    p.add_argument("--optimize-photos", type=_positive, default=None, metavar="K", help="run the optimizer on K photos per style, a different K for each style (default: all)")
     p.add_argument("--limit", type=_positive, default=None, help="use only the first N photos")
     p.add_argument("--batch-size", type=_positive, default=8)
     p.add_argument("--sheet-photos", type=_positive, default=4, help="photos in the contact sheet (default 4)")
@@ -330,9 +314,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     args = parser.parse_args(argv)
-    from .images import ImageLoadError
-    from .modelfile import ModelFileError
-    from .styles import StyleError
 
     def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"cin-style {args.command}: warning: {message}", file=sys.stderr)
@@ -340,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     shown, warnings.showwarning = warnings.showwarning, one_line_warning
     try:
         return args.func(args)
-    except (CommandError, ModelFileError, StyleError, ImageLoadError, FileNotFoundError, ValueError, RuntimeError) as err:
+    except (CommandError, FileNotFoundError, ValueError, RuntimeError) as err:  # the library's errors for bad input are ValueErrors
         print(f"cin-style {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

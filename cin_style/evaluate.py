@@ -22,17 +22,18 @@ import torch
 from torch import Tensor
 
 from .api import StyleModel
-from .data import load_center_crops, load_style_image, recorded_style_size
+from .data import find_paintings, load_center_crops, load_style_image, recorded_style_size
+from .images import find_images
 from .loss import LossConfig, PerceptualLoss
 from .optimize import optimize_images
 from .styles import IDENTITY
 
 __all__ = [
-    "SCHEMA", "model_loss", "evaluate", "write_report", "evaluate_model", "evaluated_styles", "markdown_table",
+    "SCHEMA", "model_loss", "evaluate", "evaluate_folder", "optimized_photos", "write_report", "evaluate_model", "evaluated_styles", "markdown_table",
     "gram_distances", "style_identification", "identity_psnr", "psnr",
 ]  # fmt: skip
 
-SCHEMA = "cin-style-evaluate/2"
+SCHEMA = "cin-style-evaluate/3"
 
 
 def model_loss(model: StyleModel) -> PerceptualLoss:
@@ -55,6 +56,13 @@ def _accumulate(sums: dict[str, float], terms) -> None:
         sums[key] = sums.get(key, 0.0) + float(value.double().sum())
 
 
+def optimized_photos(style_index: int, count: int, num_photos: int) -> list[int]:
+    """The photos the optimization method runs on for the ``style_index``-th style: ``count`` of
+    them, a different run of photos for each style, so that a subset still covers every photo."""
+    count = min(count, num_photos)
+    return [(style_index * count + i) % num_photos for i in range(count)]
+
+
 def evaluate_model(
     model: StyleModel,
     photos: Tensor,
@@ -64,12 +72,16 @@ def evaluate_model(
     batch_size: int = 8,
     optimize_steps: int = 0,
     optimize_method: str = "lbfgs",
+    optimize_photos: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per-style mean losses of ``model`` on ``photos`` (P, 3, H, W) against each style's painting.
 
     ``style_images`` maps each of the model's style names to its painting (3, H, W), already
-    at the style size. Returns ``{style: {"content", "style", "total"[, "optimized", "ratio"]}}``.
+    at the style size. Returns ``{style: {"content", "style", "total"}}``; with ``optimize_steps``
+    each row adds ``"optimized"`` (the optimization method's mean terms on ``optimize_photos`` of
+    the photos, all by default; :func:`optimized_photos` picks them), ``"ratios"`` (network total
+    over optimized total, per optimized photo) and their median ``"ratio"``.
     """
     styles = evaluated_styles(model.styles)
     missing = [s for s in styles if s not in style_images]
@@ -77,25 +89,34 @@ def evaluate_model(
         raise ValueError(f"no painting for style(s) {', '.join(missing)}")
     device = model.device
     results: dict[str, dict[str, Any]] = {}
-    for name in styles:
+    for index, name in enumerate(styles):
         grams = loss.style_grams(style_images[name].unsqueeze(0).to(device))
         weights = model.weights(name)
         sums: dict[str, float] = {}
-        optimized: dict[str, float] = {}
+        totals: list[float] = []  # the network's total per photo, for the ratios
         for start in range(0, photos.shape[0], batch_size):
             batch = photos[start : start + batch_size].to(device)
             with torch.no_grad():
-                out = model.stylize_tensor(batch, weights, tile=0)
-                _accumulate(sums, loss(out, batch, style_grams=grams))
-            if optimize_steps:
-                result = optimize_images(batch, loss=loss, style_grams=grams, steps=optimize_steps, method=optimize_method)
-                _accumulate(optimized, result.terms)
+                terms = loss(model.stylize_tensor(batch, weights, tile=0), batch, style_grams=grams)
+            _accumulate(sums, terms)
+            totals += terms.total.tolist()
             if progress is not None:
                 progress(name)
         row: dict[str, Any] = _mean_terms(sums, photos.shape[0])
         if optimize_steps:
-            row["optimized"] = _mean_terms(optimized, photos.shape[0])
-            row["ratio"] = row["total"] / row["optimized"]["total"]
+            chosen = optimized_photos(index, optimize_photos or photos.shape[0], photos.shape[0])
+            optimized: dict[str, float] = {}
+            ratios: list[float] = []
+            for start in range(0, len(chosen), batch_size):
+                part = chosen[start : start + batch_size]
+                result = optimize_images(photos[part].to(device), loss=loss, style_grams=grams, steps=optimize_steps, method=optimize_method)
+                _accumulate(optimized, result.terms)
+                ratios += [totals[i] / float(t) for i, t in zip(part, result.terms.total)]
+                if progress is not None:
+                    progress(name)
+            row["optimized"] = {**_mean_terms(optimized, len(chosen)), "photos": chosen}
+            row["ratios"] = ratios
+            row["ratio"] = statistics.median(ratios)
         results[name] = row
     return results
 
@@ -166,12 +187,13 @@ def identity_psnr(model: StyleModel, photos: Tensor, *, batch_size: int = 8) -> 
 
 
 def summary(styles: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
-    """Means over styles of the per-style figures."""
+    """Means over styles of the per-style figures; with the optimization method, the median
+    ratio over every (photo, style) pair it ran on."""
     n = len(styles)
     out = {key: sum(float(r[key]) for r in styles.values()) / n for key in ("content", "style", "total")}
     if all("optimized" in r for r in styles.values()):
         out["optimized_total"] = sum(float(r["optimized"]["total"]) for r in styles.values()) / n
-        out["ratio"] = sum(float(r["ratio"]) for r in styles.values()) / n
+        out["ratio"] = statistics.median(x for r in styles.values() for x in r["ratios"])  # over all (photo, style) pairs
     return out
 
 
@@ -185,23 +207,29 @@ def evaluate(
     batch_size: int = 8,
     optimize_steps: int = 0,
     optimize_method: str = "lbfgs",
+    optimize_photos: int | None = None,
     model_name: str = "",
     photo_root: Path | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """The full report (``SCHEMA``, documented in ``docs/evaluate.md``) of ``model`` on the photo
     files (centre crops of ``size``) against each style's painting file (:func:`cin_style.data.find_paintings`):
-    per-style losses (and the optimization method's, with ``optimize_steps``), style identification
-    and the identity row's PSNR. Paintings are taken at the style size the model was trained with
-    unless ``style_size`` is given; ``progress(style)`` is called after every batch."""
+    per-style losses (and the optimization method's, with ``optimize_steps``, on ``optimize_photos``
+    photos per style), style identification and the identity row's PSNR. Paintings are taken at
+    the style size the model was trained with unless ``style_size`` is given; ``progress`` shows
+    a progress bar."""
+    from tqdm.auto import tqdm
+
     loss = model_loss(model)
     style_size = style_size or recorded_style_size(model.training)
     style_images = {name: load_style_image(path, style_size) for name, path in paintings.items()}
     tensors = load_center_crops(list(photos), size)
-    styles = evaluate_model(
-        model, tensors, style_images, loss=loss, batch_size=batch_size, optimize_steps=optimize_steps,
-        optimize_method=optimize_method, progress=progress,
-    )  # fmt: skip
+    batches = -(-len(photos) // batch_size) + (-(-min(optimize_photos or len(photos), len(photos)) // batch_size) if optimize_steps else 0)
+    with tqdm(total=batches * len(style_images), unit="batch", desc="evaluate", disable=not progress) as bar:
+        styles = evaluate_model(
+            model, tensors, style_images, loss=loss, batch_size=batch_size, optimize_steps=optimize_steps,
+            optimize_method=optimize_method, optimize_photos=optimize_photos, progress=lambda name: bar.update(1),
+        )  # fmt: skip
     identity = identity_psnr(model, tensors, batch_size=batch_size)
     return {
         "schema": SCHEMA,
@@ -212,12 +240,26 @@ def evaluate(
         "photos": [str(f.relative_to(photo_root) if photo_root else f) for f in photos],
         "loss": {**loss.config.record(), "style_size": style_size},
         "vgg_weights": loss.vgg.weights_source,
-        "optimize": {"steps": optimize_steps, "method": optimize_method, "init": "content"} if optimize_steps else None,
+        "optimize": {"steps": optimize_steps, "method": optimize_method, "init": "content", "photos_per_style": min(optimize_photos or len(photos), len(photos))} if optimize_steps else None,
         "styles": {name: {"style_image": paintings[name].name, **row} for name, row in styles.items()},
         "mean": summary(styles),
         "identification": style_identification(model, tensors, style_images, loss=loss, batch_size=batch_size),
         "identity_psnr": None if identity is None else {"median": statistics.median(identity), "min": min(identity), "per_photo": identity},
     }
+
+
+def evaluate_folder(
+    model: StyleModel, content: str | os.PathLike, style_folder: str | os.PathLike, *, limit: int | None = None, **options: Any
+) -> dict[str, Any]:
+    """:func:`evaluate` on the first ``limit`` photos of the folder ``content`` (all by default)
+    against the paintings in ``style_folder``, found by the names recorded at training
+    (:func:`cin_style.data.find_paintings`); ``options`` go to :func:`evaluate`."""
+    content = Path(content)
+    photos = find_images(content)[:limit] if content.is_dir() else []
+    if not photos:
+        raise FileNotFoundError(f"{content}: no photos found")
+    paintings = find_paintings(style_folder, evaluated_styles(model.styles), model.training.get("style_files"))
+    return evaluate(model, photos, paintings, photo_root=content, **options)
 
 
 def markdown_table(report: Mapping[str, Any]) -> str:

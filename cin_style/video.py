@@ -218,6 +218,8 @@ def stylize_video(
     """
     av = _av()
     src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: no such file")
     start_w = model.weights(style)
     end_w = model.weights(to_style) if to_style is not None else start_w
     _check_phases(phases)

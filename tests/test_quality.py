@@ -13,7 +13,7 @@ from PIL import Image
 from cin_style import PerceptualLoss, StyleModel, StyleTransformer
 from cin_style.data import load_center_crops, load_style_image
 from cin_style.images import find_images
-from cin_style.evaluate import SCHEMA, evaluate_model
+from cin_style.evaluate import SCHEMA, evaluate_model, optimized_photos
 from cin_style.loss import LossConfig
 from cin_style.modelfile import write_model
 from cin_style.optimize import optimize_images
@@ -102,7 +102,7 @@ def test_evaluate_command_writes_the_documented_schema(tmp_path, data_root):
     model_file = write_model(tmp_path / "m.safetensors", _model(), styles, training={"steps": 3, "style_size": 64, "style_weight": 5.0})
     out = tmp_path / "eval" / "report.json"
     args = ["evaluate", "-m", model_file, "--content", data_root / "content" / "val", "--style-images", data_root / "styles"]
-    r = subprocess.run([CLI, *map(str, args), "--size", "64", "--limit", "2", "--optimize-steps", "2", "--json", out], capture_output=True, text=True)
+    r = subprocess.run([CLI, *map(str, args), "--size", "64", "--limit", "2", "--optimize-steps", "2", "--optimize-photos", "1", "--json", out], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["schema"] == SCHEMA
@@ -114,15 +114,49 @@ def test_evaluate_command_writes_the_documented_schema(tmp_path, data_root):
     assert report["identity_psnr"] is None  # no identity row in this model
     assert report["num_photos"] == 2 and report["size"] == 64 and report["model_steps"] == 3
     assert report["loss"]["style_size"] == 64 and report["loss"]["style_weight"] == 5.0
-    assert report["optimize"] == {"steps": 2, "method": "lbfgs", "init": "content"}
-    for name in styles:
+    assert report["optimize"] == {"steps": 2, "method": "lbfgs", "init": "content", "photos_per_style": 1}
+    for index, name in enumerate(styles):
         row = report["styles"][name]
         assert row["style_image"] == f"{name}.jpg"
-        assert set(row) == {"style_image", "content", "style", "total", "optimized", "ratio"}
-        assert row["ratio"] == pytest.approx(row["total"] / row["optimized"]["total"])
+        assert set(row) == {"style_image", "content", "style", "total", "optimized", "ratios", "ratio"}
+        assert row["optimized"]["photos"] == [index]  # one photo per style, a different one for each
+        assert len(row["ratios"]) == 1 and row["ratio"] == row["ratios"][0] > 0
+    ratios = sorted(report["styles"][n]["ratios"][0] for n in styles)
+    assert report["mean"]["ratio"] == pytest.approx((ratios[0] + ratios[1]) / 2)  # the median over (photo, style) pairs
     assert (tmp_path / "eval" / "report.md").read_text().count("\n| ") == 3 + 1  # header + 2 styles + mean
     assert Image.open(tmp_path / "eval" / "report.sheet.jpg").size[0] > 3 * 64
     assert "| hokusai_great_wave |" in r.stdout
+
+
+def test_the_optimized_subset_covers_every_photo_once_per_round():
+    assert optimized_photos(0, 3, 24) == [0, 1, 2]
+    assert optimized_photos(7, 3, 24) == [21, 22, 23]
+    assert optimized_photos(8, 3, 24) == [0, 1, 2]  # wraps around after 24 photos
+    assert optimized_photos(1, 1, 24) == [1]
+    assert optimized_photos(4, 5, 3) == [0, 1, 2]  # never more photos than there are
+    assert sorted(i for s in range(20) for i in optimized_photos(s, 1, 20)) == list(range(20))
+
+
+def test_ratio_is_the_network_total_over_the_optimized_total_per_photo(loss, data_root, monkeypatch):
+    import cin_style.evaluate as evaluation
+    from cin_style.loss import LossTerms
+    from cin_style.optimize import OptimizationResult
+
+    files = find_images(data_root / "content" / "val")[:3]
+    photos = load_center_crops(files, 48)
+    paintings = {"durer_lion": load_style_image(data_root / "styles" / "durer_lion.jpg", 48)}
+    model = StyleModel(_model(num_styles=1), ["durer_lion"], device="cpu")
+
+    def halving_optimizer(batch, *, loss, style_grams, steps, method):  # an optimizer that halves every term
+        with torch.no_grad():
+            terms = loss(model.stylize_tensor(batch, model.weights(0), tile=0), batch, style_grams=style_grams)
+        halved = LossTerms(content=terms.content / 2, style=terms.style / 2, tv=terms.tv / 2)
+        return OptimizationResult(images=batch, terms=halved, history=[])
+
+    monkeypatch.setattr(evaluation, "optimize_images", halving_optimizer)
+    row = evaluate_model(model, photos, paintings, loss=loss, batch_size=2, optimize_steps=1, optimize_photos=2)["durer_lion"]
+    assert row["optimized"]["photos"] == [0, 1]
+    assert row["ratios"] == pytest.approx([2.0, 2.0]) and row["ratio"] == pytest.approx(2.0)
 
 
 def test_evaluate_without_paintings_is_a_clear_error(tmp_path, data_root):
