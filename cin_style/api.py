@@ -13,14 +13,15 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .images import DEFAULT_MAX_PIXELS, ImageLoadError, failure_line, fit_longer_side, limit_longer_side, load_image, save_image, to_pil, to_tensor
+from .images import DEFAULT_MAX_PIXELS, fit_longer_side, limit_longer_side, load_image, to_pil, to_tensor
 from .model import StyleTransformer
 from .modelfile import ModelFileError, read_model, write_model
 from .sheets import contact_sheet, interpolation_weights
+from .stylizer import Stylizer
 from .color import preserve_color as _preserve_color
 from .fast import CompiledTransformer
 from .masks import MaskSource, check_mask_styles, mask_weights, stylize_regions
-from .styles import IDENTITY, StyleError, StyleSpec, style_weights
+from .styles import IDENTITY, StyleSpec, check_strength, style_weights
 from .tiling import MIN_TILE, stylize_tiled, tile_passes
 
 __all__ = ["StyleModel", "OutOfMemory", "DEFAULT_TILE", "PRETRAINED_ENV", "pretrained_path", "pretrained_file", "demo_photo_path"]
@@ -81,7 +82,7 @@ def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-class StyleModel:
+class StyleModel(Stylizer):
     """A trained N-style network with its style names, ready to stylize.
 
     ``stylize`` takes a path, a PIL image, a numpy array (H, W, 3), a tensor (3, H, W) or
@@ -100,9 +101,7 @@ class StyleModel:
     ) -> None:
         if len(styles) != transformer.num_styles:
             raise ValueError(f"{len(styles)} style names for a network with {transformer.num_styles} styles")
-        self.styles = list(styles)
-        self.training = dict(training or {})
-        self.credits = credits
+        super().__init__(styles, training=training, credits=credits)
         self.device = torch.device(device) if device is not None else _default_device()
         self.transformer = transformer.to(self.device).eval()
         self.compiled: CompiledTransformer | None = None
@@ -135,32 +134,17 @@ class StyleModel:
         self.compiled = CompiledTransformer(self.transformer, dtype=dtype, channels_last=channels_last, compile=compile, mode=mode)
         return self
 
-    @property
-    def has_identity(self) -> bool:
-        """Whether the model has an identity row (trained to reproduce the photo): the strength dial needs it."""
-        return IDENTITY in self.styles
-
     def weights(self, style: StyleSpec, *, strength: float = 1.0) -> Tensor:
         """The normalized blend weights (N,) for a style name, index or mix.
 
         ``strength`` in [0, 1] blends the style's gamma/beta with the identity row's: 0 gives
         the identity row (the photo, as well as the network reproduces it), 1 the full style.
         """
-        w = style_weights(style, self.styles)
-        return w if strength == 1.0 else self._with_strength(w, strength)
-
-    def _check_strength(self, strength: float) -> None:
-        if not (0.0 <= strength <= 1.0):  # also refuses NaN
-            raise StyleError(f"strength must be between 0 and 1, got {strength}")
-        if not self.has_identity:
-            raise StyleError(
-                f"this model has no {IDENTITY!r} row, so the strength dial is not available; train with "
-                f"identity_row=true, or add one: cin-style train experiment=add_styles base_model=MODEL 'new_styles=[{IDENTITY}]'"
-            )
+        return style_weights(style, self.styles, strength=strength)
 
     def _with_strength(self, w: Tensor, strength: float) -> Tensor:
-        """Blend weights (N,) or maps (N, H, W) towards the identity row."""
-        self._check_strength(strength)
+        """Blend per-pixel maps (N, H, W) towards the identity row."""
+        check_strength(strength, self.styles)
         identity = torch.zeros_like(w)
         identity[self.styles.index(IDENTITY)] = 1.0
         return strength * w + (1 - strength) * identity
@@ -224,13 +208,10 @@ class StyleModel:
         """Raise :class:`StyleError` for a selection :meth:`stylize` would refuse (unknown names, bad
         weights, masks for unknown styles, a strength without an identity row), before any image is read."""
         if masks is None:
-            if style is None:
-                raise StyleError(f"give a style (or masks); known styles: {', '.join(self.styles)}")
-            self.weights(style, strength=strength)
-            return
+            return super().check_style(style, strength=strength)
         check_mask_styles(masks, self.styles, base=style)
         if strength != 1.0:
-            self._check_strength(strength)
+            check_strength(strength, self.styles)
 
     def stylize(
         self,
@@ -268,64 +249,24 @@ class StyleModel:
         out = self.stylize_tensor(batch, weights, tile=tile, progress=progress)
         return restore(_preserve_color(out, batch.to(out.device)) if preserve_color else out)
 
-    def stylize_file(
-        self, source: str | os.PathLike, output: str | os.PathLike, style: StyleSpec | None = None, *, sheet: bool = False,
-        max_pixels: int | None = DEFAULT_MAX_PIXELS, quality: int = 95, size: int | None = None, **options: Any,
-    ) -> None:
-        """Read an image file, stylize it (:meth:`stylize` with ``options``), or with ``sheet`` make
-        its :meth:`style_sheet`, and write the result atomically to ``output`` (format from its suffix)."""
-        photo = load_image(source, max_pixels=max_pixels)
-        image = self.style_sheet(photo, size=size) if sheet else self.stylize(photo, style, size=size, **options)
-        save_image(image, output, quality=quality)
-
     def stylize_files(
         self, pairs: Sequence[tuple[Path, Path]], style: StyleSpec | None = None, *, devices: int = 1, **options: Any
     ) -> list[str] | None:
-        """:meth:`stylize_file` for each (source, output) pair, with a progress bar; a file that
-        fails is skipped. Returns one line per failure (the file and why).
-
-        With ``devices`` > 1 the pairs are shared out between that many devices of the model's
-        kind through Lightning's predict loop (:func:`cin_style.predict.stylize_files`, which
-        starts the other processes by re-running the command line: call it from a script); only
-        the first process returns the failures of all, the others return None.
+        """:meth:`Stylizer.stylize_files`; with ``devices`` > 1 the pairs are shared out between that
+        many devices of the model's kind through Lightning's predict loop
+        (:func:`cin_style.predict.stylize_files`, which starts the other processes by re-running
+        the command line: call it from a script); only the first process returns the failures of
+        all, the others return None.
         """
-        from tqdm.auto import tqdm
+        if devices == 1:
+            return super().stylize_files(pairs, style, **options)
+        from .predict import stylize_files
 
-        if devices != 1:
-            from .predict import stylize_files
-
-            if options.pop("sheet", False):
-                raise ValueError("contact sheets (all styles) are made on one device")
-            files = {k: options.pop(k) for k in ("quality", "max_pixels") if k in options}
-            writer = stylize_files(self, pairs, style=style, options=options, devices=devices, **files)
-            return writer.failure_lines if writer.is_global_zero else None
-        failures = []
-        for source, output in tqdm(pairs, unit="image", desc="stylize"):
-            try:
-                self.stylize_file(source, output, style, **options)
-            except (ImageLoadError, OSError, ValueError) as err:
-                failures.append(failure_line(source, str(err)))
-        return failures
-
-    @staticmethod
-    def _photo(image: str | os.PathLike | Image.Image, size: int | None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-        photo = load_image(image, max_pixels=max_pixels) if isinstance(image, (str, os.PathLike)) else image.convert("RGB")
-        return limit_longer_side(photo, size)
-
-    def style_sheet(
-        self, images: str | os.PathLike | Image.Image | Sequence[str | os.PathLike | Image.Image], *, size: int | None = None
-    ) -> Image.Image:
-        """Each photo followed by its output in every style, captioned, as one contact sheet: one
-        photo wraps into a near-square grid, several photos give one row each."""
-        several = isinstance(images, Sequence) and not isinstance(images, str)
-        photos = [self._photo(image, size) for image in (images if several else [images])]
-        names = ["photo", *self.styles]
-        rows = [[photo] + [to_pil(self.stylize_tensor(to_tensor(photo)[None], self.weights(i))[0]) for i in range(len(self.styles))] for photo in photos]
-        if several:
-            return contact_sheet(rows, labels=[names] + [[""] * len(names)] * (len(rows) - 1))
-        ncols = min(len(names), max(2, round(len(names) ** 0.5 * 1.5)))
-        wrap = lambda items: [items[i : i + ncols] for i in range(0, len(items), ncols)]  # noqa: E731
-        return contact_sheet(wrap(rows[0]), labels=wrap(names))
+        if options.pop("sheet", False):
+            raise ValueError("contact sheets (all styles) are made on one device")
+        files = {k: options.pop(k) for k in ("quality", "max_pixels") if k in options}
+        writer = stylize_files(self, pairs, style=style, options=options, devices=devices, **files)
+        return writer.failure_lines if writer.is_global_zero else None
 
     def blend_grid(
         self, image: str | os.PathLike | Image.Image, styles: Sequence[str | int], *, steps: int = 5, size: int | None = None,

@@ -40,10 +40,13 @@ class CommandError(Exception):
     """A problem to report in one line, without a traceback."""
 
 
-def _load_model(args):
-    from .api import StyleModel
+def _load_model(args, *, onnx: bool = False):
+    """The model named by -m (or the bundled one); an ONNX file only for the commands that take one."""
+    from .stylizer import load_model
 
-    return StyleModel.pretrained(device=args.device) if args.model is None else StyleModel.load(args.model, device=args.device)
+    if not onnx and args.model is not None and Path(args.model).suffix.lower() == ".onnx":
+        raise CommandError(f"ONNX files serve 'cin-style stylize' and 'styles'; give the .safetensors model to '{args.command}'")
+    return load_model(args.model, device=getattr(args, "device", None))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,10 +76,8 @@ _positive, _unit, _percent = _number(int, 1), _number(float, 0.0, 1.0), _number(
 
 
 def _tile(text: str) -> int | None:
-    """--tile auto|off|N -> None (decide), 0 (never) or a tile side."""
-    from .tiling import MIN_TILE
-
-    return {"auto": None, "off": 0, "0": 0}[text] if text in ("auto", "off", "0") else _number(int, MIN_TILE)(text)
+    """--tile auto|off|N -> None (decide), 0 (never) or a tile side (checked by the library)."""
+    return {"auto": None, "off": 0, "0": 0}[text] if text in ("auto", "off", "0") else _positive(text)
 
 
 def _export(args) -> int:
@@ -90,18 +91,15 @@ def _export(args) -> int:
 
 
 def _styles(args) -> int:
-    from .api import pretrained_file
-    from .modelfile import describe_styles, read_model
-
-    loaded = read_model(args.model if args.model else pretrained_file())
-    print("\n".join(loaded.styles if args.names_only else describe_styles(loaded)))
+    model = _load_model(args, onnx=True)
+    print("\n".join(model.styles if args.names_only else model.describe_styles()))
     return 0
 
 
 def _stylize(args) -> int:
     from .files import check_output
     from .images import OUTPUT_FORMATS, collect_images
-    from .masks import masks_from_options
+    from .regions import masks_from_options
 
     masks = masks_from_options(args.mask or (), args.labels, args.label or ())
     if args.demo:
@@ -120,7 +118,7 @@ def _stylize(args) -> int:
     # Several inputs, a folder, or an existing folder as the output (like cp) mean folder mode.
     folder_mode = len(pairs) != 1 or any(Path(p).is_dir() for p in args.inputs) or output.is_dir()
     check_output(output, folder=folder_mode, suffixes=OUTPUT_FORMATS)
-    model = _load_model(args)
+    model = _load_model(args, onnx=True)
     options = {k: getattr(args, k) for k in ("strength", "feather", "preserve_color", "max_pixels", "quality", "size", "tile")}
     if not args.all_styles:  # a bad style, mask style or strength is reported before any image is read
         model.check_style(args.style, strength=args.strength, masks=masks)
@@ -210,8 +208,9 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    def with_model(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-m", "--model", default=None, help="model file (.safetensors) or training checkpoint (.ckpt); default: the bundled paintings model")
+    def with_model(p: argparse.ArgumentParser, onnx: bool = False) -> None:
+        kinds = "model file (.safetensors" + (", or .onnx run by onnxruntime" if onnx else "") + ") or training checkpoint (.ckpt)"
+        p.add_argument("-m", "--model", default=None, help=f"{kinds}; default: the bundled paintings model")
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
 
     def with_images(p: argparse.ArgumentParser) -> None:
@@ -220,16 +219,16 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command(_export, "checkpoint -> standalone .safetensors model")
     p.add_argument("checkpoint", help="a training checkpoint (.ckpt) or model file")
-    p.add_argument("-o", "--output", required=True, help="the model file to write (.safetensors)")
-    p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
+    p.add_argument("-o", "--output", required=True, help="the model file to write: .safetensors, or .onnx (one graph for every style and blend; needs cin-style[onnx])")
+    p.add_argument("--half", action="store_true", help="store weights as float16 (half the size; .safetensors only)")
     p.add_argument("--credits", default=None, metavar="MANIFEST.csv", help="record each painting's title, artist, year and licence from this manifest")
 
     p = command(_styles, "list a model's styles, one per line, with the paintings' credits")
-    p.add_argument("model", nargs="?", default=None, help="model file or checkpoint (default: the bundled paintings model)")
+    p.add_argument("model", nargs="?", default=None, help="model file (.safetensors or .onnx) or checkpoint (default: the bundled paintings model)")
     p.add_argument("--names-only", action="store_true", help="only the style names")
 
     p = command(_stylize, "stylize images or folders")
-    with_model(p)
+    with_model(p, onnx=True)
     p.add_argument("inputs", nargs="*", help="image files and/or folders (folders are searched recursively)")
     p.add_argument("--demo", action="store_true", help="stylize the bundled demo photo (every style, unless -s is given)")
     p.add_argument("-s", "--style", help="a style name or index, or a blend: 'starry_night=0.7,great_wave=0.3'")

@@ -15,10 +15,13 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image, ImageOps
-from torch import Tensor
+
+if TYPE_CHECKING:  # PyTorch is imported where tensors are made: the ONNX path reads and writes images without it
+    from torch import Tensor
 
 from .files import atomic_path
 
@@ -152,14 +155,27 @@ def save_image(image: Image.Image, path: str | os.PathLike, *, quality: int = 95
     return path
 
 
+def to_array(image: Image.Image) -> np.ndarray:
+    """PIL RGB -> (3, H, W) float32 in [0, 1], as a NumPy array."""
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1).astype(np.float32) / 255
+
+
+def array_to_pil(array: np.ndarray) -> Image.Image:
+    """(3, H, W) in [0, 1], as a NumPy array -> PIL RGB (rounded, not truncated, as :func:`to_pil`)."""
+    return Image.fromarray(np.round(np.clip(array, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0), "RGB")
+
+
 def to_tensor(image: Image.Image) -> Tensor:
     """PIL RGB -> (3, H, W) float32 in [0, 1]."""
-    arr = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255)
+    import torch
+
+    return torch.from_numpy(to_array(image))
 
 
 def to_uint8(tensor: Tensor) -> Tensor:
     """Images in [0, 1] -> uint8 in [0, 255], rounded (not truncated), same shape."""
+    import torch
+
     # One float copy, then in place: a 4K frame is 100 MB per float copy.
     return tensor.detach().float().clamp(0, 1).mul_(255).round_().to(torch.uint8)
 

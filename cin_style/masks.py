@@ -3,7 +3,7 @@
 The network already takes per-pixel style weights (B, N, H, W) (see
 :class:`~cin_style.model.ConditionalInstanceNorm2d`); this module turns masks into them.
 Masks come as one grayscale image per style (white = this style) or as one label image whose
-values name styles. Feathering blurs the masks so that styles meet in a smooth blend of their
+values name styles (read by :mod:`cin_style.regions`). Feathering blurs the masks so that styles meet in a smooth blend of their
 gamma/beta rows rather than a hard seam.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from .images import load_image
 from .model import StyleTransformer, custom_statistics
 from .styles import StyleError, StyleSpec, style_weights
 
-__all__ = ["MaskSource", "check_mask_styles", "label_masks", "mask_weights", "masks_from_options", "stylize_regions"]
+__all__ = ["MaskSource", "check_mask_styles", "mask_weights", "stylize_regions"]
 
 MaskSource = str | os.PathLike | Image.Image | np.ndarray | Tensor
 
@@ -61,67 +60,6 @@ def _feather(masks: Tensor, radius: float) -> Tensor:
     m = F.conv2d(m, kernel[half - pad_h : half + pad_h + 1].view(1, 1, -1, 1))
     m = F.conv2d(m, kernel[half - pad_w : half + pad_w + 1].view(1, 1, 1, -1))
     return m[:, 0]
-
-
-def label_masks(labels: MaskSource, mapping: Mapping[int, str]) -> dict[str, Tensor]:
-    """One mask per style from a label image (palette index or gray level -> style name)."""
-    if isinstance(labels, (str, os.PathLike)):
-        try:
-            with Image.open(labels) as im:
-                labels = im.copy()
-        except OSError as err:
-            raise ValueError(f"{labels}: cannot read the label image ({err})") from None
-    if isinstance(labels, Image.Image):
-        if labels.mode not in ("P", "L", "1", "I", "I;16"):
-            gray = labels.convert("RGB")
-            r, g, b = (np.asarray(c) for c in gray.split())
-            if not (np.array_equal(r, g) and np.array_equal(g, b)):
-                raise ValueError("a label image must be grayscale or palette (one number per pixel), not colour")
-            labels = gray.convert("L")
-        labels = np.asarray(labels)
-    values = torch.as_tensor(np.asarray(labels).astype(np.int64))
-    masks: dict[str, Tensor] = {}
-    for value, name in mapping.items():
-        hit = (values == int(value)).float()
-        if not hit.any():
-            raise ValueError(f"label {value} does not occur in the label image (it holds {sorted(values.unique().tolist())[:20]})")
-        masks[name] = masks.get(name, torch.zeros_like(hit)) + hit
-    return masks
-
-
-def _pairs(items: Sequence[str], what: str) -> list[tuple[str, str]]:
-    out = []
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ValueError(f"{what} takes KEY=VALUE, got {item!r}")
-        out.append((key.strip(), value.strip()))
-    return out
-
-
-def masks_from_options(mask: Sequence[str] = (), labels: str | os.PathLike | None = None, label: Sequence[str] = ()) -> dict | None:
-    """Masks in the command line's form: ``mask`` items ``STYLE=FILE``, or a ``labels`` image with
-    ``label`` items ``VALUE=STYLE`` (a gray level or palette index and its style). Files are checked
-    to exist; masks are read when used. None when no mask is given."""
-    masks: dict = {}
-    for style, file in _pairs(mask, "--mask"):
-        if not Path(file).is_file():
-            raise FileNotFoundError(f"--mask {style}={file}: no such file")
-        masks[style] = file
-    if labels is None:
-        if label:
-            raise ValueError("--label needs --labels FILE")
-        return masks or None
-    if not Path(labels).is_file():
-        raise FileNotFoundError(f"--labels {labels}: no such file")
-    mapping = {}
-    for value, style in _pairs(label, "--label"):
-        if not value.isdigit():
-            raise ValueError(f"--label {value}={style}: the label must be a whole number (a gray level or palette index)")
-        mapping[int(value)] = style
-    if not mapping:
-        raise ValueError("--labels needs --label VALUE=STYLE for each label that gets a style")
-    return {**masks, **label_masks(labels, mapping)}
 
 
 def check_mask_styles(masks: Mapping[str | int, MaskSource], names: Sequence[str], *, base: StyleSpec | None = None) -> dict[int, int]:

@@ -402,12 +402,17 @@ class StyleTransformer(nn.Module):
 
     def pad(self, x: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
         """Pad images (and a per-pixel style map of their size) to :meth:`padded_size`, centred:
-        reflection where the image is large enough, else the edge repeated (1-pixel images)."""
+        reflection where the image is large enough, else the edge repeated (1-pixel images).
+
+        From ``min_size`` up the pad is always applied (zero-wide where the size is a multiple
+        already) and its widths are plain arithmetic on the size: the graph exported to ONNX
+        (:mod:`cin_style.export`) is this code, traced once for every size."""
         h, w = x.shape[-2:]
-        ph, pw = (n - m for n, m in zip(self.padded_size(h, w), (h, w)))
-        if ph == 0 and pw == 0:
-            return x, style
-        mode = "reflect" if ph < h and pw < w else "replicate"
+        if h >= self.min_size and w >= self.min_size:
+            ph, pw, mode = (-h) % self.size_multiple, (-w) % self.size_multiple, "reflect"
+        else:
+            ph, pw = (n - m for n, m in zip(self.padded_size(h, w), (h, w)))
+            mode = "reflect" if ph < h and pw < w else "replicate"
         pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
         x = F.pad(x, pad, mode=mode)
         if style.dim() == 4 and style.shape[-2:] == (h, w):

@@ -34,7 +34,7 @@ from torch import Tensor
 from .files import atomic_path
 from .model import StyleTransformer, TransformerConfig
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "LoadedModel", "credits_from_manifest", "describe_styles", "read_model", "write_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "LoadedModel", "credits_from_manifest", "read_model", "write_model"]
 
 FORMAT = "cin-style"
 FORMAT_VERSION = 2
@@ -64,10 +64,18 @@ def write_model(
     credits: list[dict[str, Any]] | None = None,
     half: bool = False,
 ) -> Path:
-    """Write a model file atomically: a crash mid-write leaves any previous file intact."""
+    """Write a model file atomically: a crash mid-write leaves any previous file intact. The format
+    follows the suffix: ``.onnx`` writes one ONNX graph for every style and blend
+    (:func:`cin_style.export.export_onnx`), anything else the safetensors layout above."""
     from safetensors.torch import save_file
 
     path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        if half:
+            raise ValueError("ONNX files are written in float32 (what onnxruntime runs fastest on a CPU); drop --half")
+        from .export import export_onnx
+
+        return export_onnx(path, transformer, styles, training=training, credits=credits)
     if len(styles) != transformer.num_styles:
         raise ValueError(f"{len(styles)} style names for a network with {transformer.num_styles} styles")
     if credits is not None and len(credits) != len(styles):
@@ -221,20 +229,3 @@ def credits_from_manifest(manifest: str | os.PathLike, styles: list[str], traini
     if missing:
         raise ModelFileError(f"credits {manifest}: no entry for style(s) {', '.join(missing)}")
     return credits
-
-
-def describe_styles(loaded: LoadedModel) -> list[str]:
-    """One line per style: its name, and with credits the painting's title, artist, year and licence."""
-    credits = {c.get("style"): c for c in loaded.credits or []}
-    lines = []
-    for name in loaded.styles:
-        c = credits.get(name)
-        if c is None:
-            lines.append(name)
-        elif not c.get("artist"):  # the identity row: no painting behind it
-            lines.append(f"{name}\t{c.get('title', '')}")
-        else:
-            year = f", {c['year']}" if c.get("year") and c.get("year") != "unknown" else ""
-            licence = (c.get("license") or "licence not recorded").split(";")[0]  # the full text stays in the model file
-            lines.append(f"{name}\t{c.get('title', '?')} ({c.get('artist', '?')}{year}); {licence}")
-    return lines

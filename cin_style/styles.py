@@ -8,18 +8,20 @@ only decides the combination. A style is given as
 * the command-line form ``"starry_night=0.7,great_wave=0.3"`` (a bare name means weight 1).
 
 Weights are normalized to sum to 1. Unknown names, negative or non-finite weights, all-zero
-mixes and names given twice are errors that list the known names.
+mixes and names given twice are errors that list the known names. The strength dial blends a
+selection with the identity row. Plain Python: the ONNX runtime path uses it without PyTorch.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
-__all__ = ["IDENTITY", "StyleError", "StyleSpec", "parse_style_string", "style_weights"]
+__all__ = ["IDENTITY", "StyleError", "StyleSpec", "blend_weights", "check_strength", "parse_style_string", "style_weights"]
 
 StyleSpec = str | int | Mapping[str | int, float]
 
@@ -70,8 +72,9 @@ def _index(key: str | int, names: Sequence[str]) -> int:
     raise StyleError(f"unknown style {key!r}; {_known(names)}")
 
 
-def style_weights(style: StyleSpec, names: Sequence[str]) -> Tensor:
-    """A float32 vector (N,) of non-negative weights summing to 1."""
+def blend_weights(style: StyleSpec, names: Sequence[str], *, strength: float = 1.0) -> list[float]:
+    """Non-negative weights, one per name, summing to 1; with ``strength`` < 1 blended towards
+    the identity row (:func:`check_strength`)."""
     if isinstance(style, str) and ("=" in style or "," in style):
         style = parse_style_string(style)
     if isinstance(style, (str, int)):
@@ -80,7 +83,7 @@ def style_weights(style: StyleSpec, names: Sequence[str]) -> Tensor:
         raise StyleError(f"a style is a name, an index or a mapping of names to weights, not {type(style).__name__}; {_known(names)}")
     if not style:
         raise StyleError(f"no style given; {_known(names)}")
-    weights = torch.zeros(len(names), dtype=torch.float64)
+    weights = [0.0] * len(names)
     seen: set[int] = set()
     for key, value in style.items():
         i = _index(key, names)
@@ -96,7 +99,32 @@ def style_weights(style: StyleSpec, names: Sequence[str]) -> Tensor:
         if w < 0:
             raise StyleError(f"weight of {names[i]!r} is negative: {w}")
         weights[i] = w
-    if weights.max() <= 0:
+    top = max(weights)
+    if top <= 0:
         raise StyleError(f"the style weights are all zero; {_known(names)}")
-    weights = weights / weights.max()  # so that huge weights cannot overflow the sum
-    return (weights / weights.sum()).float()
+    weights = [w / top for w in weights]  # so that huge weights cannot overflow the sum
+    total = sum(weights)
+    weights = [w / total for w in weights]
+    if strength == 1.0:
+        return weights
+    check_strength(strength, names)
+    identity = list(names).index(IDENTITY)
+    return [strength * w + (1 - strength) * (i == identity) for i, w in enumerate(weights)]
+
+
+def check_strength(strength: float, names: Sequence[str]) -> None:
+    """Raise :class:`StyleError` unless ``strength`` is in [0, 1] and ``names`` has the identity row."""
+    if not (0.0 <= strength <= 1.0):  # also refuses NaN
+        raise StyleError(f"strength must be between 0 and 1, got {strength}")
+    if IDENTITY not in names:
+        raise StyleError(
+            f"this model has no {IDENTITY!r} row, so the strength dial is not available; train with "
+            f"identity_row=true, or add one: cin-style train experiment=add_styles base_model=MODEL 'new_styles=[{IDENTITY}]'"
+        )
+
+
+def style_weights(style: StyleSpec, names: Sequence[str], *, strength: float = 1.0) -> Tensor:
+    """:func:`blend_weights` as a float32 tensor (N,)."""
+    import torch
+
+    return torch.tensor(blend_weights(style, names, strength=strength), dtype=torch.float32)

@@ -11,7 +11,8 @@ from PIL import Image
 
 from cin_style import StyleModel, StyleTransformer
 from cin_style.color import preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
-from cin_style.masks import label_masks, mask_weights
+from cin_style.masks import mask_weights
+from cin_style.regions import label_masks
 from cin_style.modelfile import read_model, write_model
 from cin_style.styles import IDENTITY, StyleError
 from cin_style.video import flicker, phase_averaged, stylize_frames

@@ -1,0 +1,80 @@
+"""ONNX export: one graph for every style and blend.
+
+A one-style network exports one file per style; a CIN network does better: the style weights
+are an input of the graph, so one file serves every style, every blend and the strength dial.
+The graph is :meth:`StyleTransformer.forward <cin_style.model.StyleTransformer.forward>` itself,
+traced by PyTorch's ``torch.export`` based exporter (``torch.onnx.export(dynamo=True)``) with
+dynamic batch, height and width: its padding to a multiple of 4 is arithmetic on the input's
+size, so any size from ``StyleTransformer.min_size`` up runs, odd sizes included (smaller
+images are padded by the runtime first, :meth:`cin_style.runtime.OnnxStyleModel.run`).
+The file is read without PyTorch by :mod:`cin_style.runtime`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .files import atomic_path
+from .model import StyleTransformer
+from .runtime import INPUTS, METADATA_KEY, ONNX_FORMAT, ONNX_FORMAT_VERSION, OUTPUT
+
+__all__ = ["OPSET", "export_onnx"]
+
+#: The ONNX opset written: the exporter's default in PyTorch 2.14, supported by current onnxruntime and onnxruntime-web.
+OPSET = 18
+
+
+def export_onnx(
+    path: str | os.PathLike,
+    transformer: StyleTransformer,
+    styles: Sequence[str],
+    *,
+    training: dict[str, Any] | None = None,
+    credits: list[dict[str, Any]] | None = None,
+) -> Path:
+    """Write ``transformer`` as one float32 ONNX file (weights inside), inputs ``image`` (B, 3, H, W)
+    and ``style`` (B, N), output ``stylized``; the style names, ``training`` and ``credits`` go
+    into ``metadata_props[METADATA_KEY]`` as JSON. Checked with ``onnx.checker`` before it is
+    renamed into place."""
+    try:
+        import onnx
+    except ImportError:
+        raise ValueError('ONNX export needs the onnx and onnxscript packages: pip install "cin-style[onnx]"') from None
+    path = Path(path)
+    net = StyleTransformer(**transformer.config.to_dict())
+    net.load_state_dict({k: v.float() for k, v in transformer.state_dict().items()})
+    net.eval()
+    n = net.num_styles
+    example = (torch.rand(1, 3, 64, 64), torch.full((1, n), 1.0 / n))
+    batch = torch.export.Dim("batch", min=1)
+    height, width = (torch.export.Dim(name, min=StyleTransformer.min_size) for name in ("height", "width"))
+    with warnings.catch_warnings():  # the exporter's notes on axis names and its progress lines are for its developers
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            net, example, input_names=list(INPUTS), output_names=[OUTPUT], opset_version=OPSET, dynamo=True, verbose=False,
+            dynamic_shapes={"images": {0: batch, 2: height, 3: width}, "style": {0: batch}},
+        )  # fmt: skip
+    record = {
+        "format": ONNX_FORMAT,
+        "format_version": ONNX_FORMAT_VERSION,
+        "styles": list(styles),
+        "architecture": net.config.to_dict(),
+        "training": training or {},
+        "credits": credits,
+        "min_size": StyleTransformer.min_size,
+        "size_multiple": StyleTransformer.size_multiple,
+    }
+    model = program.model_proto
+    onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(record)})
+    model.doc_string = f"cin-style: {n} styles ({', '.join(styles[:4])}{', ...' if n > 4 else ''}); inputs image (B,3,H,W) in [0,1], style (B,{n}) blend weights"
+    onnx.checker.check_model(model, full_check=True)
+    with atomic_path(path) as tmp:
+        onnx.save_model(model, str(tmp))
+    return path

@@ -1,0 +1,141 @@
+"""Stylize with an exported ONNX file through onnxruntime, without PyTorch.
+
+``cin-style export MODEL -o model.onnx`` (:func:`cin_style.export.export_onnx`) writes one graph
+for every style and blend: inputs ``image`` (B, 3, H, W) float32 in [0, 1] of any size and
+``style`` (B, N) float32 blend weights, output ``stylized`` (B, 3, H, W) in [0, 1]. The style
+names, the training record and the paintings' credits travel in the file's ``metadata_props``
+under ``cin_style`` (JSON), so the file stands alone. :class:`OnnxStyleModel` reads it with
+onnxruntime, NumPy and Pillow only (``pip install "cin-style[onnx]"``) and shares the style
+parsing, image files and folder mode of :class:`~cin_style.stylizer.Stylizer`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .color import preserve_color as _preserve_color
+from .images import array_to_pil, load_image, to_array
+from .stylizer import Stylizer
+from .styles import StyleSpec
+
+__all__ = ["ONNX_FORMAT", "ONNX_FORMAT_VERSION", "METADATA_KEY", "INPUTS", "OUTPUT", "OnnxModelError", "OnnxStyleModel"]
+
+#: ``metadata_props`` key whose value is the model's JSON record.
+METADATA_KEY = "cin_style"
+ONNX_FORMAT = "cin-style-onnx"
+ONNX_FORMAT_VERSION = 1
+#: The graph's input and output names.
+INPUTS = ("image", "style")
+OUTPUT = "stylized"
+
+
+class OnnxModelError(ValueError):
+    """An ONNX file that cannot be used: unreadable, not a cin-style model, or onnxruntime missing."""
+
+
+class OnnxStyleModel(Stylizer):
+    """An exported cin-style network run by onnxruntime.
+
+    ``stylize`` takes a path, a PIL image or a uint8 NumPy array (H, W, 3), or a list of these,
+    with a style name, index or blend and the strength dial, as :class:`~cin_style.api.StyleModel`
+    does; regions (masks) and exact tiles need the PyTorch model.
+    """
+
+    device = "cpu"
+
+    def __init__(self, session: Any, record: Mapping[str, Any]) -> None:
+        super().__init__(record["styles"], training=record.get("training"), credits=record.get("credits"))
+        self.session = session
+        self.record = dict(record)
+        self.min_size = int(record["min_size"])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, device: str | None = None, threads: int | None = None) -> OnnxStyleModel:
+        """Open an ONNX file written by ``cin-style export`` (on the CPU; ``threads``: onnxruntime's
+        intra-op threads, default all cores)."""
+        path = Path(path)
+        if device not in (None, "cpu"):
+            raise OnnxModelError(f"ONNX files run on the CPU here (onnxruntime's CPU provider), not on {device!r}; drop --device")
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise OnnxModelError('ONNX files need onnxruntime: pip install "cin-style[onnx]"') from None
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # errors only: onnxruntime's warnings are for developers of the graph
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types for broken files
+            raise OnnxModelError(f"{path}: not a readable ONNX file ({str(err).splitlines()[0][:200]})") from None
+        raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        try:
+            record = json.loads(raw) if raw is not None else {}
+        except json.JSONDecodeError as err:
+            raise OnnxModelError(f"{path}: broken {METADATA_KEY} metadata ({err})") from None
+        if record.get("format") != ONNX_FORMAT:
+            raise OnnxModelError(f"{path}: not a cin-style ONNX model (no {METADATA_KEY!r} metadata of format {ONNX_FORMAT!r})")
+        if int(record.get("format_version", 0)) > ONNX_FORMAT_VERSION:
+            raise OnnxModelError(f"{path}: ONNX model format version {record['format_version']} is newer than this cin-style understands; upgrade cin-style")
+        names = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
+        if names != (list(INPUTS), [OUTPUT]) or not isinstance(record.get("styles"), list):
+            raise OnnxModelError(f"{path}: inputs {names[0]} and outputs {names[1]} are not those of a cin-style model")
+        return cls(session, record)
+
+    def __repr__(self) -> str:
+        return f"OnnxStyleModel({len(self.styles)} styles: {', '.join(self.styles[:5])}{', ...' if len(self.styles) > 5 else ''})"
+
+    def run(self, images: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """The graph on float32 images (B, 3, H, W) in [0, 1] with blend weights (B, N).
+
+        The graph pads any size from ``min_size`` up itself; smaller images are padded here
+        first, as :meth:`cin_style.model.StyleTransformer.pad` does them, and cropped after.
+        """
+        h, w = images.shape[-2:]
+        if h >= self.min_size and w >= self.min_size:
+            return self.session.run([OUTPUT], {INPUTS[0]: images, INPUTS[1]: weights})[0]
+        m = int(self.record["size_multiple"])
+        ph, pw = (max(self.min_size, -(-n // m) * m) - n for n in (h, w))
+        mode = "reflect" if ph < h and pw < w else "edge"
+        padded = np.pad(images, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode=mode)
+        return self.run(padded, weights)[..., ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
+
+    def stylize(
+        self,
+        images: Any,
+        style: StyleSpec | None = None,
+        *,
+        strength: float = 1.0,
+        masks: Mapping[str | int, Any] | None = None,
+        feather: float = 0.0,
+        preserve_color: bool = False,
+        size: int | None = None,
+        tile: int | None = None,
+        progress: bool = False,
+    ) -> Any:
+        """Stylize one image or a list of images (see the class); ``feather`` and ``progress`` are
+        accepted for the command line's sake; ``tile`` must be None or 0."""
+        self.check_style(style, strength=strength, masks=masks)
+        if tile:
+            raise ValueError("exact tiles need the PyTorch model file (.safetensors); the ONNX graph paints whole images")
+        if isinstance(images, list):
+            return [self.stylize(image, style, strength=strength, preserve_color=preserve_color, size=size) for image in images]
+        array = isinstance(images, np.ndarray)
+        if array and (images.dtype != np.uint8 or images.ndim != 3 or images.shape[2] != 3):
+            raise ValueError(f"a numpy image for the ONNX model must be uint8 (H, W, 3), got {images.dtype} {images.shape}")
+        photo = Image.fromarray(images, "RGB") if array else load_image(images) if isinstance(images, (str, os.PathLike)) else images
+        x = to_array(self._photo(photo, size))[None]
+        out = self.run(x, np.asarray([self.blend(style, strength=strength)], dtype=np.float32))
+        out = _preserve_color(out, x) if preserve_color else out
+        result = array_to_pil(out[0])
+        return np.asarray(result) if array else result
+
