@@ -17,6 +17,7 @@ from .images import DEFAULT_MAX_PIXELS, fit_longer_side, limit_longer_side, load
 from .model import StyleTransformer
 from .modelfile import ModelFileError, read_model, write_model
 from .sheets import contact_sheet, interpolation_weights
+from .runtime import OnnxStyleModel
 from .stylizer import Stylizer
 from .color import preserve_color as _preserve_color
 from .fast import CompiledTransformer
@@ -24,7 +25,7 @@ from .masks import MaskSource, check_mask_styles, mask_weights, stylize_regions
 from .styles import IDENTITY, StyleSpec, check_strength, style_weights
 from .tiling import MIN_TILE, stylize_tiled, tile_passes
 
-__all__ = ["StyleModel", "OutOfMemory", "DEFAULT_TILE", "PRETRAINED_ENV", "pretrained_path", "pretrained_file", "demo_photo_path"]
+__all__ = ["StyleModel", "OutOfMemory", "ENGINES", "DEFAULT_TILE", "PRETRAINED_ENV", "pretrained_path", "pretrained_file", "demo_photo_path"]
 
 #: Environment variable naming a model file to use instead of the bundled one.
 PRETRAINED_ENV = "CIN_STYLE_PRETRAINED"
@@ -67,6 +68,38 @@ DEFAULT_TILE = 256
 CPU_WHOLE_PIXEL_LIMIT = 2_000_000
 
 
+#: How :meth:`StyleModel.load` runs whole images on a CPU.
+ENGINES = ("auto", "onnx", "torch")
+
+
+def _onnx_twin(path: Path, model: StyleModel, *, required: bool) -> OnnxStyleModel | None:
+    """The ONNX graph beside ``path`` (same name, ``.onnx``) if it was exported from these very
+    weights and the model runs on the CPU; with ``required``, a one-line error instead of None."""
+    from .export import weights_digest
+    from .runtime import OnnxModelError
+
+    twin = path.with_suffix(".onnx")
+    problem = None
+    if model.device.type != "cpu":
+        problem = f"the ONNX graph runs on the CPU, not on {model.device}"
+    elif not twin.is_file():
+        problem = f"no ONNX graph beside {path}; make one with: cin-style export {path} -o {twin}"
+    else:
+        try:
+            runtime = OnnxStyleModel.load(twin)
+        except OnnxModelError as err:
+            problem = str(err)
+        else:
+            if runtime.record.get("weights_sha256") == weights_digest(model.transformer) and runtime.styles == model.styles:
+                return runtime
+            problem = f"{twin} was exported from other weights than {path}; export it again: cin-style export {path} -o {twin}"
+            if not required:
+                warnings.warn(f"{problem} (running PyTorch meanwhile)", stacklevel=3)
+    if required:
+        raise ModelFileError(problem)
+    return None
+
+
 class OutOfMemory(RuntimeError):
     """Stylization ran out of memory even where it could fall back to tiles; the message says what to try."""
 
@@ -105,17 +138,32 @@ class StyleModel(Stylizer):
         self.device = torch.device(device) if device is not None else _default_device()
         self.transformer = transformer.to(self.device).eval()
         self.compiled: CompiledTransformer | None = None
+        #: The onnxruntime graph of these weights that whole CPU images run through (see :meth:`load`); None: PyTorch.
+        self.runtime: OnnxStyleModel | None = None
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, device: str | torch.device | None = None) -> StyleModel:
-        """Load a ``.safetensors`` model file (or a Lightning ``.ckpt``, read with weights_only)."""
+    def load(cls, path: str | os.PathLike, *, device: str | torch.device | None = None, engine: str = "auto") -> StyleModel:
+        """Load a ``.safetensors`` model file (or a Lightning ``.ckpt``, read with weights_only).
+
+        ``engine``: on a CPU, whole images with one blend per image run fastest through
+        onnxruntime (``benchmarks/RESULTS.md``), from the ONNX graph exported from the same
+        weights beside the model file (``cin-style export MODEL -o MODEL.onnx``; the bundled
+        model ships with one). ``"auto"`` uses it when it is there and matches the weights,
+        ``"onnx"`` requires it, ``"torch"`` always runs PyTorch in float32. Regions, exact tiles,
+        GPUs and :meth:`accelerate` always run PyTorch.
+        """
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         loaded = read_model(path)
-        return cls(loaded.transformer, loaded.styles, training=loaded.training, credits=loaded.credits, device=device)
+        model = cls(loaded.transformer, loaded.styles, training=loaded.training, credits=loaded.credits, device=device)
+        if engine != "torch":
+            model.runtime = _onnx_twin(Path(path), model, required=engine == "onnx")
+        return model
 
     @classmethod
-    def pretrained(cls, *, device: str | torch.device | None = None) -> StyleModel:
+    def pretrained(cls, *, device: str | torch.device | None = None, engine: str = "auto") -> StyleModel:
         """The bundled "paintings" network (or the model file named by ``$CIN_STYLE_PRETRAINED``)."""
-        return cls.load(pretrained_file(), device=device)
+        return cls.load(pretrained_file(), device=device, engine=engine)
 
     def save(self, path: str | os.PathLike, *, half: bool = False) -> Path:
         return write_model(path, self.transformer, self.styles, training=self.training, credits=self.credits, half=half)
@@ -176,6 +224,8 @@ class StyleModel(Stylizer):
                 return torch.cat([self.stylize_tensor(batch[i : i + group], w[i : i + group], tile=0) for i in range(0, batch.shape[0], group)])
         if tile:
             return self._tiled(batch, w, tile, progress)
+        if self.runtime is not None and self.compiled is None and batch.device.type == "cpu":
+            return torch.from_numpy(self.runtime.run(batch.contiguous().numpy(), w.float().contiguous().numpy()))
         try:
             if self.compiled is not None:
                 return self.compiled(batch, w)

@@ -46,7 +46,7 @@ def _load_model(args, *, onnx: bool = False):
 
     if not onnx and args.model is not None and Path(args.model).suffix.lower() == ".onnx":
         raise CommandError(f"ONNX files serve 'cin-style stylize' and 'styles'; give the .safetensors model to '{args.command}'")
-    return load_model(args.model, device=getattr(args, "device", None))
+    return load_model(args.model, device=getattr(args, "device", None), engine=getattr(args, "engine", "auto"))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -243,6 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_positive, default=None, help="shrink so that the longer side is at most N pixels")
     tiles = "process large images in N-pixel tiles with whole-image statistics (same look, bounded memory); auto (default): tiles for large images on CPU and after running out of GPU memory"
     p.add_argument("--tile", type=_tile, default=None, metavar="auto|off|N", help=tiles)
+    p.add_argument("--engine", choices=["auto", "onnx", "torch"], default="auto", help="on a CPU: onnx = the ONNX graph beside the model file (the fastest; the bundled model has one), torch = PyTorch float32 only; auto (default): onnx when it is there")
     devices = "share a folder out between N devices (GPUs, or CPU processes with --device cpu) through Lightning's predict loop with DDP"
     p.add_argument("--devices", type=_positive, default=1, metavar="N", help=devices)
     with_images(p)

@@ -12,6 +12,7 @@ The file is read without PyTorch by :mod:`cin_style.runtime`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -25,10 +26,21 @@ from .files import atomic_path
 from .model import StyleTransformer
 from .runtime import INPUTS, METADATA_KEY, ONNX_FORMAT, ONNX_FORMAT_VERSION, OUTPUT
 
-__all__ = ["OPSET", "export_onnx"]
+__all__ = ["OPSET", "export_onnx", "weights_digest"]
 
 #: The ONNX opset written: the exporter's default in PyTorch 2.14, supported by current onnxruntime and onnxruntime-web.
 OPSET = 18
+
+
+def weights_digest(transformer: StyleTransformer) -> str:
+    """SHA-256 of the network's weights as float32 (names and values, in name order): an ONNX file
+    records the digest of the weights it was exported from, so that a stale graph is never used
+    in place of a model file (:meth:`cin_style.api.StyleModel.load`)."""
+    digest = hashlib.sha256()
+    for name, value in sorted(transformer.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def export_onnx(
@@ -66,6 +78,7 @@ def export_onnx(
         "format_version": ONNX_FORMAT_VERSION,
         "styles": list(styles),
         "architecture": net.config.to_dict(),
+        "weights_sha256": weights_digest(net),
         "training": training or {},
         "credits": credits,
         "min_size": StyleTransformer.min_size,

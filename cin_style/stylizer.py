@@ -115,14 +115,14 @@ class Stylizer:
         return contact_sheet(wrap(rows[0]), labels=wrap(names))
 
 
-def load_model(path: str | os.PathLike | None = None, *, device: str | None = None) -> Stylizer:
+def load_model(path: str | os.PathLike | None = None, *, device: str | None = None, engine: str = "auto") -> Stylizer:
     """A model file by its suffix: ``.onnx`` through onnxruntime (:class:`~cin_style.runtime.OnnxStyleModel`,
-    without PyTorch), anything else through PyTorch (:class:`~cin_style.api.StyleModel`);
-    None: the bundled model."""
+    without PyTorch), anything else through PyTorch (:class:`~cin_style.api.StyleModel`, with
+    ``engine`` as in :meth:`~cin_style.api.StyleModel.load`); None: the bundled model."""
     if path is not None and Path(path).suffix.lower() == ".onnx":
         from .runtime import OnnxStyleModel
 
         return OnnxStyleModel.load(path, device=device)
     from .api import StyleModel
 
-    return StyleModel.pretrained(device=device) if path is None else StyleModel.load(path, device=device)
+    return StyleModel.pretrained(device=device, engine=engine) if path is None else StyleModel.load(path, device=device, engine=engine)

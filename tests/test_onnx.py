@@ -172,3 +172,46 @@ def test_export_refuses_half_and_other_commands_refuse_onnx(tmp_path, exported):
     assert r.returncode == 2 and "give the .safetensors model to 'blend'" in r.stderr
     with pytest.raises(OnnxModelError, match="CPU"):
         OnnxStyleModel.load(exported, device="cuda")
+
+
+@pytest.fixture(scope="module")
+def twin_folder(tmp_path_factory, exported) -> Path:
+    """A model file with its ONNX twin beside it (same name, .onnx), as the bundled model ships."""
+    folder = tmp_path_factory.mktemp("twin")
+    (folder / "paintings.safetensors").write_bytes(pretrained_path().read_bytes())
+    (folder / "paintings.onnx").write_bytes(exported.read_bytes())
+    return folder
+
+
+def test_on_a_cpu_a_model_file_runs_through_its_onnx_twin(twin_folder, bundled, data_root):
+    photo = Image.open(data_root / "content" / "val" / "kodim05.jpg").convert("RGB").resize((200, 136))
+    model = StyleModel.load(twin_folder / "paintings.safetensors", device="cpu")
+    assert model.runtime is not None and model.runtime.styles == bundled.styles
+    plain = StyleModel.load(twin_folder / "paintings.safetensors", device="cpu", engine="torch")
+    assert plain.runtime is None
+    calls = []
+    run = model.runtime.run
+    model.runtime.run = lambda *a: calls.append(1) or run(*a)  # noqa: E731 - count the graph's calls
+    out = model.stylize(photo, BLEND)
+    assert calls and _psnr(out, plain.stylize(photo, BLEND)) >= 45.0
+    model.stylize(photo, masks={"durer_lion": np.ones((136, 200), np.float32)})  # regions run PyTorch
+    assert len(calls) == 1
+
+
+def test_a_stale_or_missing_twin_is_never_used(twin_folder, tmp_path):
+    from cin_style.modelfile import ModelFileError
+
+    other = read_model(pretrained_path())
+    with torch.no_grad():
+        other.transformer.output.conv.weight.mul_(1.01)  # other weights, same styles
+    write_model(tmp_path / "paintings.safetensors", other.transformer, other.styles, training=other.training, credits=other.credits)
+    (tmp_path / "paintings.onnx").write_bytes((twin_folder / "paintings.onnx").read_bytes())
+    with pytest.warns(UserWarning, match="exported from other weights"):
+        model = StyleModel.load(tmp_path / "paintings.safetensors", device="cpu")
+    assert model.runtime is None
+    with pytest.raises(ModelFileError, match="export it again"):
+        StyleModel.load(tmp_path / "paintings.safetensors", device="cpu", engine="onnx")
+    (tmp_path / "paintings.onnx").unlink()
+    with pytest.raises(ModelFileError, match="no ONNX graph beside"):
+        StyleModel.load(tmp_path / "paintings.safetensors", device="cpu", engine="onnx")
+    assert StyleModel.load(tmp_path / "paintings.safetensors", device="cpu").runtime is None  # auto: quietly PyTorch
