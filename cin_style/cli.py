@@ -30,6 +30,7 @@ EXAMPLES = """examples:
   cin-style train experiment=add_styles base_model=smoke.safetensors 'new_styles=[identity]'
   cin-style optimize --content photo.jpg --style painting.jpg -o out.png
   cin-style evaluate -m smoke.safetensors --content photos/ --style-images paintings/ --json eval.json
+  cin-style app
 
 Run 'cin-style COMMAND --help' for a command's options."""
 
@@ -196,6 +197,13 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _app(args) -> int:
+    from .app import launch
+
+    launch(args.model, port=args.port, share=args.share, host=args.host)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from .images import DEFAULT_MAX_PIXELS
 
@@ -300,6 +308,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, default=8)
     p.add_argument("--sheet-photos", type=_positive, default=4, help="photos in the contact sheet (default 4)")
     p.add_argument("--json", default=None, help="write the report here, with a .md table and a .sheet.jpg beside it")
+
+    p = command(_app, "the style-blending studio in the browser (Gradio; pip install \"cin-style[app]\")")
+    p.add_argument("-m", "--model", default=None, help="model file (.safetensors or .onnx; default: the bundled paintings model)")
+    p.add_argument("--port", type=_positive, default=7860, help="default 7860")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--share", action=argparse.BooleanOptionalAction, default=False, help="a public gradio.live link (default: no)")
     return parser
 
 

@@ -29,7 +29,7 @@ BLEND = "hokusai_great_wave=0.5,van_gogh_starry_night=0.3,durer_lion=0.2"
 def bundled() -> StyleModel:
     if not pretrained_path().is_file():
         pytest.skip("this build ships without the bundled model")
-    return StyleModel.load(pretrained_path(), device="cpu")
+    return StyleModel.load(pretrained_path(), device="cpu", engine="torch")  # the reference: PyTorch, even beside a twin
 
 
 @pytest.fixture(scope="module")
@@ -163,11 +163,9 @@ def test_bad_input_through_the_onnx_path_is_one_line(exported, data_root, tmp_pa
     assert not (tmp_path / "x.jpg").exists()
 
 
-def test_export_refuses_half_and_other_commands_refuse_onnx(tmp_path, exported):
-    net = StyleModel.load(pretrained_path(), device="cpu") if pretrained_path().is_file() else None
-    assert net is not None
+def test_export_refuses_half_and_other_commands_refuse_onnx(tmp_path, exported, bundled):
     with pytest.raises(ValueError, match="float32"):
-        write_model(tmp_path / "m.onnx", net.transformer, net.styles, half=True)
+        write_model(tmp_path / "m.onnx", bundled.transformer, bundled.styles, half=True)
     r = subprocess.run([CLI, "blend", "-m", str(exported), "x.jpg", "-s", "a,b", "-o", str(tmp_path / "g.jpg")], capture_output=True, text=True)
     assert r.returncode == 2 and "give the .safetensors model to 'blend'" in r.stderr
     with pytest.raises(OnnxModelError, match="CPU"):
@@ -215,3 +213,15 @@ def test_a_stale_or_missing_twin_is_never_used(twin_folder, tmp_path):
     with pytest.raises(ModelFileError, match="no ONNX graph beside"):
         StyleModel.load(tmp_path / "paintings.safetensors", device="cpu", engine="onnx")
     assert StyleModel.load(tmp_path / "paintings.safetensors", device="cpu").runtime is None  # auto: quietly PyTorch
+
+
+def test_the_readme_snippet_runs_with_onnxruntime_and_pillow_only(exported, bundled, data_root, tmp_path):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    snippet = readme.split("From plain Python", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    snippet = snippet.replace('"paintings.onnx"', repr(str(exported))).replace('"photo.jpg"', repr(str(data_root / "content" / "val" / "kodim23.jpg")))
+    snippet = snippet.replace('"out.jpg"', repr(str(tmp_path / "out.png")))
+    guard = 'import sys\nfor name in ("torch", "cin_style"):\n    sys.modules[name] = None\n'
+    r = subprocess.run([sys.executable, "-c", guard + snippet], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    photo = data_root / "content" / "val" / "kodim23.jpg"
+    assert _psnr(Image.open(tmp_path / "out.png"), bundled.stylize(photo, {"hokusai_great_wave": 0.7, "durer_lion": 0.3}, tile=0)) >= 45.0

@@ -1,0 +1,256 @@
+"""``cin-style app``: the style-blending studio in the browser (Gradio).
+
+What a CIN network can do that a one-style network cannot, live: blend up to four styles with
+sliders, dial the strength, keep the photo's colours, paint a region in another style. The
+preview is made at a small size on every change, without a button; the full-resolution result
+(exact tiles above the memory limit, as ``cin-style stylize``) is made on request, for download,
+with the equivalent command line beside it. The named endpoint ``/stylize`` serves
+``gradio_client``.
+
+The functions above :func:`build_app` are plain Python (tested without a browser); the page
+only wires them to components. Errors a user can fix are shown in the page (``gr.Error``) and
+the app keeps serving.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .images import DEFAULT_MAX_PIXELS, ImageLoadError, limit_longer_side, load_image
+from .styles import IDENTITY, StyleError
+from .stylizer import Stylizer
+
+__all__ = ["PREVIEW_SIZE", "MAX_BLEND", "style_string", "region_mask", "paint", "command_line", "build_app", "launch"]
+
+#: Longer side of the live preview: about a quarter of a second per change on a 2-core CPU.
+PREVIEW_SIZE = 384
+#: Longer side of webcam frames in stream mode.
+STREAM_SIZE = 256
+#: Styles one blend can mix in the page.
+MAX_BLEND = 4
+
+
+def style_string(names: Sequence[str | None], weights: Sequence[float]) -> str:
+    """The command line's form of a blend (``"a=0.7,b=0.3"``) from up to four picks; empty picks
+    and zero weights are left out, a style picked twice adds up. Raises StyleError when nothing is left."""
+    total: dict[str, float] = {}
+    for name, weight in zip(names, weights):
+        if name and weight and weight > 0:
+            total[name] = total.get(name, 0.0) + float(weight)
+    if not total:
+        raise StyleError("pick at least one style with a weight above 0")
+    return ",".join(f"{name}={weight:g}" for name, weight in total.items())
+
+
+def region_mask(editor: Any, size: tuple[int, int]) -> np.ndarray | None:
+    """The painted region of a Gradio image editor's value (its layers' alpha), as a float mask
+    (H, W) at ``size`` (width, height); None when nothing is painted."""
+    layers = (editor or {}).get("layers") or []
+    alpha = None
+    for layer in layers:
+        if layer is None:
+            continue
+        if isinstance(layer, (dict, str)):  # unprocessed: the layer's file
+            with Image.open(_file(layer)) as im:
+                layer = im.copy()
+        layer = layer if isinstance(layer, Image.Image) else Image.fromarray(np.asarray(layer))
+        a = np.asarray(layer.convert("RGBA").getchannel("A").resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255
+        alpha = a if alpha is None else np.maximum(alpha, a)
+    return alpha if alpha is not None and alpha.max() > 0 else None
+
+
+def paint(
+    model: Stylizer,
+    photo: Image.Image,
+    style: str,
+    *,
+    strength: float = 1.0,
+    preserve_color: bool = False,
+    region_style: str | None = None,
+    region: np.ndarray | None = None,
+    feather: float = 8.0,
+    size: int | None = None,
+) -> Image.Image:
+    """The photo painted in ``style`` (the command line's form), shrunk to ``size`` first when
+    given; with a painted ``region`` (a mask at the photo's size) that region in ``region_style``."""
+    photo = limit_longer_side(photo.convert("RGB"), size)
+    masks = None
+    if region is not None and region_style:
+        mask = Image.fromarray((region * 255).astype(np.uint8), "L").resize(photo.size, Image.Resampling.BILINEAR)
+        masks = {region_style: mask}
+    return model.stylize(photo, style, strength=strength, preserve_color=preserve_color, masks=masks, feather=feather if masks else 0.0)
+
+
+def command_line(
+    style: str, *, model: str | None = None, strength: float = 1.0, preserve_color: bool = False, region_style: str | None = None, painted: bool = False
+) -> str:
+    """The ``cin-style stylize`` command that makes the same full-resolution image."""
+    words = ["cin-style", "stylize", *(["-m", model] if model else []), "photo.jpg", "-s", style]
+    if strength != 1.0:
+        words += ["--strength", f"{strength:g}"]
+    if preserve_color:
+        words.append("--preserve-color")
+    if painted and region_style:
+        words += ["--mask", f"{region_style}=region.png", "--feather", "8"]
+    return shlex.join([*words, "-o", "out.jpg"])
+
+
+def _credit(model: Stylizer, name: str) -> str:
+    credits = {c.get("style"): c for c in model.credits or []}
+    c = credits.get(name) or {}
+    if name == IDENTITY:
+        return "identity (the photo itself: strength 0)"
+    return f"{c.get('title', name)} — {c.get('artist', '?')}" if c.get("artist") else name
+
+
+def _swatches(model: Stylizer, size: int = 160) -> list[tuple[Image.Image, str]]:
+    """Each painting style on the demo photo, captioned with its painting's title and artist."""
+    from .api import demo_photo_path
+
+    photo = limit_longer_side(load_image(demo_photo_path()), size)
+    return [(model.stylize(photo, name), _credit(model, name)) for name in model.styles if name != IDENTITY]
+
+
+def _file(value: Any) -> str | None:
+    """The path of an uploaded file as Gradio sends it unprocessed (a dict with "path"), or a path."""
+    return value.get("path") if isinstance(value, dict) else value
+
+
+def _open_photo(value: Any, max_pixels: int) -> Image.Image:
+    """The uploaded photo, read by :func:`cin_style.images.load_image` (not by Gradio, whose error
+    for a broken file is a page of internals): orientation, size limit and one-line errors as
+    everywhere else."""
+    path = _file(value)
+    if not path:
+        raise StyleError("upload, paste or take a photo first")
+    return load_image(path, max_pixels=max_pixels)
+
+
+def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """The Gradio Blocks of the studio for ``model``."""
+    import gradio as gr
+
+    paintings = [s for s in model.styles if s != IDENTITY]
+    can_dial = model.has_identity
+    failures = (StyleError, ImageLoadError, ValueError, OSError)
+
+    def guarded(fn):
+        def run(*args):
+            try:
+                return fn(*args)
+            except failures as err:
+                raise gr.Error(str(err), print_exception=False) from None
+
+        return run
+
+    def settings(*values):
+        names, weights = list(values[:MAX_BLEND]), list(values[MAX_BLEND : 2 * MAX_BLEND])
+        strength, keep_colour, region_style = values[2 * MAX_BLEND :]
+        return style_string(names, weights), float(strength), bool(keep_colour), region_style or None
+
+    def preview(path, editor, *values):
+        if not _file(path):
+            return None, ""
+        style, strength, keep_colour, region_style = settings(*values)
+        photo = _open_photo(path, max_pixels)
+        region = region_mask(editor, limit_longer_side(photo, PREVIEW_SIZE).size)
+        image = paint(model, photo, style, strength=strength, preserve_color=keep_colour, region_style=region_style, region=region, size=PREVIEW_SIZE)
+        return image, command_line(style, model=model_name, strength=strength, preserve_color=keep_colour, region_style=region_style, painted=region is not None)
+
+    def full(path, editor, *values):
+        style, strength, keep_colour, region_style = settings(*values)
+        photo = _open_photo(path, max_pixels)
+        region = region_mask(editor, photo.size)
+        image = paint(model, photo, style, strength=strength, preserve_color=keep_colour, region_style=region_style, region=region)
+        out = Path(tempfile.mkdtemp(prefix="cin-style-")) / "stylized.png"
+        from .images import save_image
+
+        save_image(image, out)
+        return str(out)
+
+    def api(image, style, strength, preserve_colour):
+        photo = _open_photo(image, max_pixels)
+        return paint(model, photo, style, strength=float(strength), preserve_color=bool(preserve_colour))
+
+    def photo_for_editor(value):
+        path = _file(value)
+        if path:
+            _open_photo(path, max_pixels)
+        return path
+
+    def stream(frame, *values):
+        if frame is None:
+            return None
+        style, strength, keep_colour, _ = settings(*values)
+        return paint(model, Image.fromarray(frame), style, strength=strength, preserve_color=keep_colour, size=STREAM_SIZE)
+
+    def pick_swatch(event) -> str:  # a click on a swatch makes it the first style
+        return paintings[event.index]
+
+    pick_swatch.__annotations__["event"] = gr.SelectData  # how Gradio knows to pass the click (this module's annotations are strings)
+
+    with gr.Blocks(title="cin-style studio") as app:
+        gr.Markdown(f"## cin-style studio\n{len(paintings)} styles of one network: pick up to {MAX_BLEND} and blend them; every change repaints the preview.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                photo = gr.Image(label="Photo", type="filepath", sources=["upload", "clipboard", "webcam"], elem_id="photo")
+                picks, weights = [], []
+                for i in range(MAX_BLEND):
+                    with gr.Row():
+                        picks.append(gr.Dropdown(paintings, value=paintings[i % len(paintings)] if i == 0 else None, label=f"Style {i + 1}", elem_id=f"style{i + 1}"))
+                        weights.append(gr.Slider(0, 1, value=1.0 if i == 0 else 0.0, step=0.05, label="weight", elem_id=f"weight{i + 1}"))
+                strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength (0: the photo)", visible=can_dial, elem_id="strength")
+                keep_colour = gr.Checkbox(label="Preserve the photo's colours", elem_id="preserve")
+            with gr.Column(scale=1):
+                shown = gr.Image(label="Preview", type="pil", interactive=False, elem_id="preview", format="png")
+                command = gr.Code(label="The same from the command line", language="shell", interactive=False, wrap_lines=True, elem_id="command")
+                make = gr.Button("Make the full-resolution image", elem_id="full")
+                download = gr.File(label="Full resolution", elem_id="download")
+        with gr.Accordion("Regions: paint over the photo, then pick the region's style", open=False):
+            editor = gr.ImageEditor(label="Paint the region", type="pil", sources=["upload", "clipboard"], brush=gr.Brush(colors=["#ff0000"]), elem_id="editor")
+            region_style = gr.Dropdown(paintings, value=None, label="Style of the painted region", elem_id="region_style")
+        with gr.Accordion("Styles of this model", open=False):
+            swatches = gr.Gallery(value=_swatches(model), columns=5, height="auto", label="Each style on a sample photo", allow_preview=False, elem_id="swatches")
+        with gr.Accordion("Webcam, live", open=False):
+            with gr.Row():
+                camera = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera", elem_id="camera")
+                painted = gr.Image(label="Painted", type="pil", format="jpeg", elem_id="painted")
+        with gr.Row(visible=False):  # the /stylize endpoint's own inputs (image path, style string, strength, colours)
+            api_image = gr.Image(type="filepath")
+            api_style, api_strength, api_keep = gr.Textbox(), gr.Number(value=1.0), gr.Checkbox()
+            api_out = gr.Image(type="pil", format="png")
+
+        controls = [*picks, *weights, strength, keep_colour, region_style]
+        inputs = [photo, editor, *controls]
+        # Uploaded files reach these functions unprocessed (preprocess=False): they are read by
+        # cin-style's own image loader, whose errors are one line.
+        live = {"trigger_mode": "always_last", "show_progress": "minimal", "api_visibility": "private", "preprocess": False}
+        for component in [photo, editor, *controls]:
+            component.change(guarded(preview), inputs, [shown, command], **live)
+        photo.change(guarded(photo_for_editor), photo, editor, api_visibility="private", preprocess=False)  # the region is painted over the same photo
+        make.click(guarded(full), inputs, download, api_visibility="private", preprocess=False)
+        swatches.select(pick_swatch, None, picks[0], api_visibility="private")
+        camera.stream(guarded(stream), [camera, *controls], painted, stream_every=0.5, api_visibility="private")
+        gr.Button(visible=False).click(guarded(api), [api_image, api_style, api_strength, api_keep], api_out, api_name="stylize", preprocess=False)
+    return app
+
+
+def launch(model_path: str | os.PathLike | None = None, *, port: int = 7860, share: bool = False, host: str = "127.0.0.1", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Serve the studio for the model file (the bundled model by default) until interrupted."""
+    try:
+        import gradio  # noqa: F401 - only to say what to install
+    except ImportError:
+        raise ValueError('the app needs Gradio: pip install "cin-style[app]"') from None
+    from .stylizer import load_model
+
+    model = load_model(model_path)
+    app = build_app(model, model_name=str(model_path) if model_path else None, max_pixels=max_pixels)
+    app.queue(default_concurrency_limit=1).launch(server_name=host, server_port=port, share=share, max_file_size="50mb", show_error=True)
