@@ -14,6 +14,7 @@ the app keeps serving.
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import tempfile
@@ -156,13 +157,17 @@ def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int
         strength, keep_colour, region_style = values[2 * MAX_BLEND :]
         return style_string(names, weights), float(strength), bool(keep_colour), region_style or None
 
+    @functools.lru_cache(maxsize=8)
+    def small_photo(path: str) -> Image.Image:  # a slider move repaints the preview without decoding a 12-megapixel file again
+        return limit_longer_side(_open_photo(path, max_pixels), PREVIEW_SIZE)
+
     def preview(path, editor, *values):
         if not _file(path):
             return None, ""
         style, strength, keep_colour, region_style = settings(*values)
-        photo = _open_photo(path, max_pixels)
-        region = region_mask(editor, limit_longer_side(photo, PREVIEW_SIZE).size)
-        image = paint(model, photo, style, strength=strength, preserve_color=keep_colour, region_style=region_style, region=region, size=PREVIEW_SIZE)
+        photo = small_photo(_file(path))
+        region = region_mask(editor, photo.size)
+        image = paint(model, photo, style, strength=strength, preserve_color=keep_colour, region_style=region_style, region=region)
         return image, command_line(style, model=model_name, strength=strength, preserve_color=keep_colour, region_style=region_style, painted=region is not None)
 
     def full(path, editor, *values):

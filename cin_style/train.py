@@ -345,7 +345,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         model = export_run_model(last, run_dir / "model.safetensors", manifest=Path(str(cfg.data_root)) / "MANIFEST.csv")
         summary["model"] = str(model)
         style = next((n for n in names if n != IDENTITY), names[0])
-        _say(f"model file: {model}\n  cin-style styles {model}\n  cin-style stylize -m {model} photo.jpg -s {style} -o out.jpg")
+        twin = model.with_suffix(".onnx")  # beside the model file, the fastest CPU engine (docs/onnx.md)
+        _say(f"model file: {model}\n  cin-style styles {model}\n  cin-style stylize -m {model} photo.jpg -s {style} -o out.jpg\n  cin-style export {model} -o {twin}   # optional: faster on a CPU")
     return summary
 
 
