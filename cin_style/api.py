@@ -156,6 +156,7 @@ class StyleModel(Stylizer):
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         loaded = read_model(path)
         model = cls(loaded.transformer, loaded.styles, training=loaded.training, credits=loaded.credits, device=device)
+        model.source = str(path)
         if engine != "torch":
             model.runtime = _onnx_twin(Path(path), model, required=engine == "onnx")
         return model

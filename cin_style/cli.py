@@ -22,14 +22,9 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 EXAMPLES = """examples:
   cin-style train experiment=smoke
-  cin-style train experiment=paintings trainer.max_steps=200 data.batch_size=4
   cin-style export outputs/smoke/.../checkpoints/last.ckpt -o smoke.safetensors
   cin-style stylize -m smoke.safetensors photo.jpg -s "great_wave=0.7,starry_night=0.3" -o out.jpg
-  cin-style stylize -m smoke.safetensors photo.jpg -s starry_night --mask great_wave=sky.png --feather 16 -o out.jpg
-  cin-style stylize -m smoke.safetensors photo.jpg -s starry_night --preserve-color -o out.jpg
-  cin-style train experiment=add_styles base_model=smoke.safetensors 'new_styles=[identity]'
-  cin-style optimize --content photo.jpg --style painting.jpg -o out.png
-  cin-style evaluate -m smoke.safetensors --content photos/ --style-images paintings/ --json eval.json
+  cin-style stylize photo.jpg -s van_gogh_starry_night --mask hokusai_great_wave=sky.png --feather 16 -o out.jpg
   cin-style app
 
 Run 'cin-style COMMAND --help' for a command's options."""
@@ -172,24 +167,20 @@ def _optimize(args) -> int:
     given = {k: getattr(args, k) for k in ("content_weight", "style_weight", "tv_weight", "pooling") if getattr(args, k) is not None}
     options = {k: getattr(args, k) for k in ("size", "style_size", "steps", "method", "init", "lr", "seed", "device", "max_pixels", "quality")}
     result, (image, table, picture) = optimize_file(args.content, args.style, args.output, loss=given, **options)
-    first, last = result.history[0]["total"], result.history[-1]["total"]
-    print(f"wrote {image} ({result.images.shape[-1]}x{result.images.shape[-2]}, {args.steps} steps on {result.images.device}); total loss {first:.4g} after step 1 -> {last:.4g}")
+    print(f"wrote {image} ({result.images.shape[-1]}x{result.images.shape[-2]}, {args.steps} steps on {result.images.device}); total loss {result.history[0]['total']:.4g} after step 1 -> {result.history[-1]['total']:.4g}")
     print(f"loss curve: {table}, {picture}")
     return 0
 
 
 def _evaluate(args) -> int:
-    from .api import pretrained_file
     from .evaluate import evaluate_folder, markdown_table, write_report
     from .files import check_output
 
     if args.json is not None:
         check_output(args.json, folder=False, suffixes={".json"})
-    if args.style_images is None:
-        raise CommandError("give --style-images DIR: the folder with the paintings the model was trained on (found by style name)")
     model = _load_model(args)
     options = {k: getattr(args, k) for k in ("limit", "size", "style_size", "batch_size", "optimize_steps", "optimize_photos")}
-    report = evaluate_folder(model, args.content, args.style_images, **options, optimize_method=args.method, model_name=str(args.model or pretrained_file()), progress=True)
+    report = evaluate_folder(model, args.content, args.style_images, **options, optimize_method=args.method, progress=True)
     print(markdown_table(report))
     if args.json is not None:
         sheet = model.style_sheet([Path(args.content, p) for p in report["photos"][: args.sheet_photos]], size=args.size)
@@ -249,11 +240,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours; take only the painting's strokes (luminance-only transfer)")
     p.add_argument("-o", "--output", required=True, help="output image (one input) or folder (several, or a folder)")
     p.add_argument("--size", type=_positive, default=None, help="shrink so that the longer side is at most N pixels")
-    tiles = "process large images in N-pixel tiles with whole-image statistics (same look, bounded memory); auto (default): tiles for large images on CPU and after running out of GPU memory"
-    p.add_argument("--tile", type=_tile, default=None, metavar="auto|off|N", help=tiles)
+    p.add_argument("--tile", type=_tile, default=None, metavar="auto|off|N", help="process large images in N-pixel tiles with whole-image statistics (same look, bounded memory); auto (default): tiles for large images on CPU and after running out of GPU memory")
     p.add_argument("--engine", choices=["auto", "onnx", "torch"], default="auto", help="on a CPU: onnx = the ONNX graph beside the model file (the fastest; the bundled model has one), torch = PyTorch float32 only; auto (default): onnx when it is there")
-    devices = "share a folder out between N devices (GPUs, or CPU processes with --device cpu) through Lightning's predict loop with DDP"
-    p.add_argument("--devices", type=_positive, default=1, metavar="N", help=devices)
+    p.add_argument("--devices", type=_positive, default=1, metavar="N", help="share a folder out between N devices (GPUs, or CPU processes with --device cpu) through Lightning's predict loop with DDP")
     with_images(p)
 
     p = command(_blend, "interpolation grid between 2, 3 or 4 styles")
@@ -272,10 +261,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to-style", default=None, help="blend linearly from --style to this style over the clip")
     p.add_argument("-o", "--output", required=True, help="the video to write (.mp4, .mkv, .mov, ...)")
     p.add_argument("--batch-size", type=_positive, default=8)
-    steady = "average 4 or 16 sub-pixel-shifted passes per frame: less flicker on camera motion, 4x or 16x the work (default 1: off)"
-    p.add_argument("--steady", type=int, choices=[1, 4, 16], default=1, help=steady)
-    compiled = "run a compiled bfloat16 channels-last graph (for GPUs: the first batch waits for compilation; --to-style blends reuse the graph)"
-    p.add_argument("--compile", action="store_true", help=compiled)
+    p.add_argument("--steady", type=int, choices=[1, 4, 16], default=1, help="average 4 or 16 sub-pixel-shifted passes per frame: less flicker on camera motion, 4x or 16x the work (default 1: off)")
+    p.add_argument("--compile", action="store_true", help="run a compiled bfloat16 channels-last graph (for GPUs: the first batch waits for compilation; --to-style blends reuse the graph)")
 
     p = command(_optimize, "Gatys et al.: optimize the pixels of one image (slow; the quality reference)")
     p.add_argument("--content", required=True, help="the photo")
@@ -287,9 +274,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--init", choices=["content", "noise"], default="content", help="start from the photo (default) or from noise")
     p.add_argument("--method", choices=["lbfgs", "adam"], default="lbfgs", help="L-BFGS (default) or Adam")
     p.add_argument("--lr", type=float, default=None, help="step size (default: 1 for L-BFGS with line search, 0.02 for Adam)")
-    p.add_argument("--content-weight", type=float, default=None, help="default: as in training (cin_style.loss.LossConfig)")
-    p.add_argument("--style-weight", type=float, default=None, help="default: as in training")
-    p.add_argument("--tv-weight", type=float, default=None, help="default: as in training")
+    for term in ("content", "style", "tv"):
+        p.add_argument(f"--{term}-weight", type=float, default=None, help="default: as in training (cin_style.loss.LossConfig)")
     p.add_argument("--pooling", choices=["max", "avg"], default=None, help="VGG-16 pooling (default max, as in training; Gatys et al. prefer avg)")
     p.add_argument("--seed", type=int, default=0, help="for --init noise")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
@@ -298,7 +284,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command(_evaluate, "a model's losses on held-out photos, per style (JSON, Markdown, contact sheet)")
     with_model(p)
     p.add_argument("--content", required=True, help="a folder of held-out photos")
-    p.add_argument("--style-images", default=None, help="the folder of paintings the model was trained on (found by name)")
+    p.add_argument("--style-images", required=True, help="the folder of paintings the model was trained on (found by style name)")
     p.add_argument("--size", type=_positive, default=256, help="photos: shorter side resized to N, centre crop N x N (default 256)")
     p.add_argument("--style-size", type=_positive, default=None, help="paintings' shorter side (default: as recorded at training, else 256)")
     p.add_argument("--optimize-steps", type=int, default=0, help="also run Gatys et al. for K steps on the same photos; report the median ratio")

@@ -208,7 +208,7 @@ def evaluate(
     optimize_steps: int = 0,
     optimize_method: str = "lbfgs",
     optimize_photos: int | None = None,
-    model_name: str = "",
+    model_name: str | None = None,
     photo_root: Path | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
@@ -233,7 +233,7 @@ def evaluate(
     identity = identity_psnr(model, tensors, batch_size=batch_size)
     return {
         "schema": SCHEMA,
-        "model": model_name,
+        "model": model_name or model.source or "",
         "model_steps": model.training.get("steps"),
         "size": size,
         "num_photos": len(photos),

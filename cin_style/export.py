@@ -16,14 +16,13 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from .files import atomic_path
 from .model import StyleTransformer
+from .modelfile import LoadedModel
 from .runtime import INPUTS, METADATA_KEY, ONNX_FORMAT, ONNX_FORMAT_VERSION, OUTPUT
 
 __all__ = ["OPSET", "export_onnx", "weights_digest"]
@@ -43,16 +42,9 @@ def weights_digest(transformer: StyleTransformer) -> str:
     return digest.hexdigest()
 
 
-def export_onnx(
-    path: str | os.PathLike,
-    transformer: StyleTransformer,
-    styles: Sequence[str],
-    *,
-    training: dict[str, Any] | None = None,
-    credits: list[dict[str, Any]] | None = None,
-) -> Path:
-    """Write ``transformer`` as one float32 ONNX file (weights inside), inputs ``image`` (B, 3, H, W)
-    and ``style`` (B, N), output ``stylized``; the style names, ``training`` and ``credits`` go
+def export_onnx(path: str | os.PathLike, model: LoadedModel) -> Path:
+    """Write ``model``'s network as one float32 ONNX file (weights inside), inputs ``image`` (B, 3, H, W)
+    and ``style`` (B, N), output ``stylized``; its style names, training record and credits go
     into ``metadata_props[METADATA_KEY]`` as JSON. Checked with ``onnx.checker`` before it is
     renamed into place."""
     try:
@@ -60,8 +52,9 @@ def export_onnx(
     except ImportError:
         raise ValueError('ONNX export needs the onnx and onnxscript packages: pip install "cin-style[onnx]"') from None
     path = Path(path)
-    net = StyleTransformer(**transformer.config.to_dict())
-    net.load_state_dict({k: v.float() for k, v in transformer.state_dict().items()})
+    styles = list(model.styles)
+    net = StyleTransformer(**model.transformer.config.to_dict())
+    net.load_state_dict({k: v.float() for k, v in model.transformer.state_dict().items()})
     net.eval()
     n = net.num_styles
     example = (torch.rand(1, 3, 64, 64), torch.full((1, n), 1.0 / n))
@@ -76,18 +69,18 @@ def export_onnx(
     record = {
         "format": ONNX_FORMAT,
         "format_version": ONNX_FORMAT_VERSION,
-        "styles": list(styles),
+        "styles": styles,
         "architecture": net.config.to_dict(),
         "weights_sha256": weights_digest(net),
-        "training": training or {},
-        "credits": credits,
+        "training": model.training or {},
+        "credits": model.credits,
         "min_size": StyleTransformer.min_size,
         "size_multiple": StyleTransformer.size_multiple,
     }
-    model = program.model_proto
-    onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(record)})
-    model.doc_string = f"cin-style: {n} styles ({', '.join(styles[:4])}{', ...' if n > 4 else ''}); inputs image (B,3,H,W) in [0,1], style (B,{n}) blend weights"
-    onnx.checker.check_model(model, full_check=True)
+    graph = program.model_proto
+    onnx.helper.set_model_props(graph, {METADATA_KEY: json.dumps(record)})
+    graph.doc_string = f"cin-style: {n} styles ({', '.join(styles[:4])}{', ...' if n > 4 else ''}); inputs image (B,3,H,W) in [0,1], style (B,{n}) blend weights"
+    onnx.checker.check_model(graph, full_check=True)
     with atomic_path(path) as tmp:
-        onnx.save_model(model, str(tmp))
+        onnx.save_model(graph, str(tmp))
     return path

@@ -75,7 +75,7 @@ def write_model(
             raise ValueError("ONNX files are written in float32 (what onnxruntime runs fastest on a CPU); drop --half")
         from .export import export_onnx
 
-        return export_onnx(path, transformer, styles, training=training, credits=credits)
+        return export_onnx(path, LoadedModel(transformer, list(styles), dict(training or {}), credits))
     if len(styles) != transformer.num_styles:
         raise ValueError(f"{len(styles)} style names for a network with {transformer.num_styles} styles")
     if credits is not None and len(credits) != len(styles):

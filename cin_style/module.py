@@ -111,14 +111,7 @@ class StyleTransferModule(L.LightningModule):
         multipliers = [0.0 if name == IDENTITY else float((style_multipliers or {}).get(name, 1.0)) for name in self.style_names]
         self.identity_index = self.style_names.index(IDENTITY) if IDENTITY in self.style_names else None
         self.loss = PerceptualLoss(num_styles=len(self.style_names), config=LossConfig(**dict(loss or {})), style_multipliers=multipliers)
-        self.lr = lr
-        self.style_lr = lr if style_lr is None else style_lr
-        self.style_sampling = style_sampling
-        self.identity_weight = identity_weight
-        self.identity_share = identity_share
-        self.frozen_styles = frozen_styles
-        self.seed = seed
-        self.stability_weight = stability_weight
+        self.style_lr = lr if style_lr is None else style_lr  # the other settings are read from self.hparams
         self.stability = {"shift": stability_shift, "noise": stability_noise, "brightness": stability_brightness}
         if frozen_styles:
             self._freeze(frozen_styles)
@@ -140,7 +133,7 @@ class StyleTransferModule(L.LightningModule):
 
     @property
     def trainable_styles(self) -> list[int]:
-        return list(range(self.frozen_styles, self.num_styles))
+        return list(range(self.hparams.frozen_styles, self.num_styles))
 
     @property
     def num_styles(self) -> int:
@@ -177,18 +170,18 @@ class StyleTransferModule(L.LightningModule):
         trainer = self._trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         total = batch_size * world
-        if self.style_sampling == "cycle":
+        if self.hparams.style_sampling == "cycle":
             picks = torch.arange(self.global_step * total, (self.global_step + 1) * total) % n
         else:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.global_step)
+            generator = torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + self.global_step)
             picks = torch.randint(0, n, (total,), generator=generator)
-            if self.identity_share is not None:
+            if self.hparams.identity_share is not None:
                 # The identity row with probability identity_share, else one of the other rows uniformly.
-                identity = self.identity_index - self.frozen_styles
+                identity = self.identity_index - self.hparams.frozen_styles
                 others = torch.randint(0, n - 1, (total,), generator=generator)
                 others = others + (others >= identity).long()
-                picks = torch.where(torch.rand(total, generator=generator) < self.identity_share, identity, others)
-        return picks[rank::world] + self.frozen_styles  # on the CPU: logging per style needs no device sync
+                picks = torch.where(torch.rand(total, generator=generator) < self.hparams.identity_share, identity, others)
+        return picks[rank::world] + self.hparams.frozen_styles  # on the CPU: logging per style needs no device sync
 
     def losses(self, output: Tensor, content: Tensor, style_index: Tensor) -> LossTerms:
         """The perceptual loss terms; samples of the identity row add its pixel loss to their content term
@@ -197,7 +190,7 @@ class StyleTransferModule(L.LightningModule):
         if self.identity_index is not None:
             is_identity = (style_index == self.identity_index).float()
             pixel = F.mse_loss(output.float(), content.float(), reduction="none").flatten(1).mean(1)
-            terms.content = terms.content + self.identity_weight * is_identity * pixel
+            terms.content = terms.content + self.hparams.identity_weight * is_identity * pixel
         return terms
 
     def score(self, batch: Tensor, style_index: Tensor) -> LossTerms:
@@ -207,14 +200,14 @@ class StyleTransferModule(L.LightningModule):
         number that picks slices, and inside ``torch.compile`` every new shift would compile
         the graph again. The graph sees only a photo-shaped tensor."""
         p = None
-        if self.stability_weight:
+        if self.hparams.stability_weight:
             # The perturbation's random numbers come from (seed, step), like the style draw, so that
             # every process of a distributed run perturbs as one process would.
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.global_step + 7_919)
+            generator = torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + self.global_step + 7_919)
             p = perturb(batch, generator=generator, **self.stability)
         terms, output, perturbed_output = self._scored(batch, style_index, p.perturbed if p is not None else None)
         if p is not None:
-            terms.stability = self.stability_weight * stability_loss(output, perturbed_output, batch, p)
+            terms.stability = self.hparams.stability_weight * stability_loss(output, perturbed_output, batch, p)
         return terms
 
     def _score(self, batch: Tensor, style_index: Tensor, perturbed: Tensor | None) -> tuple[LossTerms, Tensor, Tensor | None]:
@@ -268,8 +261,8 @@ class StyleTransferModule(L.LightningModule):
         trainable = [(name, p) for name, p in self.transformer.named_parameters() if p.requires_grad]
         rows = [p for name, p in trainable if name in tables]
         convs = [p for name, p in trainable if name not in tables]
-        groups = [{"params": convs, "lr": self.lr}] if convs else []
-        return torch.optim.Adam([*groups, {"params": rows, "lr": self.style_lr}], lr=self.lr)
+        groups = [{"params": convs, "lr": self.hparams.lr}] if convs else []
+        return torch.optim.Adam([*groups, {"params": rows, "lr": self.style_lr}], lr=self.hparams.lr)
 
     # The frozen VGG-16 is rebuilt from its own weights file; keeping 30-60 MB of it in every
     # checkpoint would only make checkpoints large.

@@ -89,7 +89,9 @@ class OnnxStyleModel(Stylizer):
         names = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
         if names != (list(INPUTS), [OUTPUT]) or not isinstance(record.get("styles"), list):
             raise OnnxModelError(f"{path}: inputs {names[0]} and outputs {names[1]} are not those of a cin-style model")
-        return cls(session, record)
+        model = cls(session, record)
+        model.source = str(path)
+        return model
 
     def __repr__(self) -> str:
         return f"OnnxStyleModel({len(self.styles)} styles: {', '.join(self.styles[:5])}{', ...' if len(self.styles) > 5 else ''})"
@@ -109,21 +111,14 @@ class OnnxStyleModel(Stylizer):
         padded = np.pad(images, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode=mode)
         return self.run(padded, weights)[..., ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
 
-    def stylize(
-        self,
-        images: Any,
-        style: StyleSpec | None = None,
-        *,
-        strength: float = 1.0,
-        masks: Mapping[str | int, Any] | None = None,
-        feather: float = 0.0,
-        preserve_color: bool = False,
-        size: int | None = None,
-        tile: int | None = None,
-        progress: bool = False,
-    ) -> Any:
-        """Stylize one image or a list of images (see the class); ``feather`` and ``progress`` are
-        accepted for the command line's sake; ``tile`` must be None or 0."""
+    def stylize(self, images: Any, style: StyleSpec | None = None, *, strength: float = 1.0, preserve_color: bool = False, size: int | None = None, **options: Any) -> Any:
+        """Stylize one image or a list of images (see the class). Of the other options of
+        :meth:`cin_style.api.StyleModel.stylize`, ``masks`` and a ``tile`` size are refused
+        (regions and exact tiles need PyTorch); ``feather`` and ``progress`` change nothing here."""
+        unknown = set(options) - {"masks", "tile", "feather", "progress"}
+        if unknown:
+            raise TypeError(f"stylize() got unexpected keyword argument(s) {', '.join(sorted(unknown))}")
+        masks, tile = options.get("masks"), options.get("tile")
         self.check_style(style, strength=strength, masks=masks)
         if tile:
             raise ValueError("exact tiles need the PyTorch model file (.safetensors); the ONNX graph paints whole images")

@@ -27,6 +27,8 @@ class Stylizer:
     :meth:`stylize`."""
 
     def __init__(self, styles: Sequence[str], *, training: Mapping[str, Any] | None = None, credits: list[dict[str, Any]] | None = None) -> None:
+        #: The file the model was read from, where it was (set by the loaders).
+        self.source: str | None = None
         self.styles = list(styles)
         self.training = dict(training or {})
         self.credits = credits

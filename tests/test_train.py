@@ -187,7 +187,7 @@ def test_identity_share_draws_the_identity_row_that_often_and_the_others_evenly(
     module = StyleTransferModule(style_names=names, width=0.25, loss={"vgg_weights": "random"}, identity_share=0.4)
     counts = torch.zeros(len(names))
     for seed in range(500):  # each (seed, step) is one independent draw of the batch
-        module.seed = seed
+        module.hparams.seed = seed
         counts += torch.bincount(module.draw_styles(8), minlength=len(names))
     share = counts / counts.sum()
     # 4,000 samples: the binomial standard error of a 0.4 share is 0.008, of a 0.15 share 0.006.
