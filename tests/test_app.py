@@ -207,3 +207,16 @@ def test_in_a_real_browser(served, model, data_root, tmp_path):
         page.locator("#photo input[type=file]").set_input_files(str(broken))
         page.get_by_text("cannot read image", exact=False).first.wait_for(timeout=60_000)
         browser.close()
+
+
+def test_app_errors_are_one_line(data_root, model_file):
+    from cin_style.app import _open_photo
+    from cin_style.images import ImageLoadError
+
+    with pytest.raises(ImageLoadError, match="pixels"):  # a huge upload is refused before it is decoded
+        _open_photo({"path": str(data_root / "content" / "val" / "kodim23.jpg")}, 1000)
+    with pytest.raises(StyleError, match="upload, paste or take a photo"):
+        _open_photo(None, 1000)
+    guard = "import sys; sys.modules['gradio'] = None; from cin_style.cli import main; sys.exit(main(sys.argv[1:]))"
+    r = subprocess.run([sys.executable, "-c", guard, "app", "-m", str(model_file)], capture_output=True, text=True)
+    assert r.returncode == 2 and 'pip install "cin-style[app]"' in r.stderr and len(r.stderr.strip().splitlines()) == 1
