@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -31,7 +33,7 @@ from .modelfile import read_model
 from .module import StyleTransferModule
 from .styles import IDENTITY
 
-__all__ = ["main", "train", "TrainingConfigError", "init_from", "export_run_model", "AtomicCheckpointIO", "LastStepCheckpoint", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard"]
+__all__ = ["main", "train", "TrainingConfigError", "init_from", "export_run_model", "AtomicCheckpointIO", "LastStepCheckpoint", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard", "StopOnSignal"]
 
 
 #: print, in the first process of a distributed run only.
@@ -145,6 +147,47 @@ class NonFiniteLossGuard(Callback):
                 f"the training loss became {float(loss)} at step {trainer.global_step}; stopping. "
                 "The last checkpoint is from before this step. Try a lower optim.lr or loss weights."
             )
+
+
+class StopOnSignal(Callback):
+    """Ctrl-C (SIGINT) or SIGTERM ends the run after the current step, as ``trainer.max_time`` does:
+    ``last.ckpt`` and the run's model file are written at that step and the next run can start
+    from them. A second signal aborts at once.
+
+    Lightning's own handling of both signals exits without a final checkpoint, losing every step
+    since the last periodic one; a long CPU run is stopped by hand often enough for that to matter.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+
+        def stop(signum: int, frame: Any) -> None:
+            if self.received is not None:  # the second signal: abort now
+                self._restore()
+                raise KeyboardInterrupt
+            self.received = signal.Signals(signum).name
+            trainer.should_stop = True
+            _say(f"\n{self.received}: stopping after this step and saving it (again to abort now)")
+
+        self._previous = {s: signal.signal(s, stop) for s in self.SIGNALS}
+
+    def _restore(self) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore()
 
 
 class Throughput(Callback):
@@ -311,8 +354,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         save_top_k=-1 if cfg.keep_all_checkpoints else 1,
         save_last=True,
     )
-    throughput = Throughput()
-    callbacks = [checkpoint, throughput, SampleGridWriter(run_dir / "samples", num_images=cfg.sample_images), NonFiniteLossGuard(), DataRecord(data, base_style_files=base.training.get("style_files") if base else None)]
+    throughput, stopper = Throughput(), StopOnSignal()
+    callbacks = [checkpoint, throughput, SampleGridWriter(run_dir / "samples", num_images=cfg.sample_images), NonFiniteLossGuard(), stopper, DataRecord(data, base_style_files=base.training.get("style_files") if base else None)]
     trainer: L.Trainer = instantiate(
         cfg.trainer, default_root_dir=str(run_dir), logger=_logger(run_dir), callbacks=callbacks, plugins=[AtomicCheckpointIO()]
     )
@@ -339,7 +382,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         "images_per_second": throughput.images_per_second,
     }
     speed = f" ({throughput.images_per_second:.1f} images/s after warm-up)" if throughput.images_per_second else ""
-    _say(f"finished {trainer.global_step} steps in {elapsed:.1f} s{speed}; last checkpoint: {summary['last_checkpoint']}")
+    stopped = f" (stopped by {stopper.received})" if stopper.received else ""
+    _say(f"finished {trainer.global_step} steps{stopped} in {elapsed:.1f} s{speed}; last checkpoint: {summary['last_checkpoint']}")
     summary["model"] = None
     if last is not None and last.is_file() and trainer.is_global_zero:
         model = export_run_model(last, run_dir / "model.safetensors", manifest=Path(str(cfg.data_root)) / "MANIFEST.csv")

@@ -1,4 +1,4 @@
-"""Training faults, for real: SIGKILL and resume, a non-finite loss, a kill during a write."""
+"""Training faults, for real: SIGKILL and resume, Ctrl-C and SIGTERM, a non-finite loss, a kill during a write."""
 
 import os
 import signal
@@ -51,6 +51,41 @@ def test_sigkill_mid_epoch_then_resume_finishes_at_the_intended_step(tmp_path, d
     assert final["global_step"] == target
     adam_steps = {float(s["step"]) for s in final["optimizer_states"][0]["state"].values()}
     assert adam_steps == {float(target)}, "the optimizer resumed too, not only the weights"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_after_the_step_and_keeps_it(tmp_path, data_root, fast_overrides, signum):
+    """A run stopped by hand ends as max_time ends it: last.ckpt and model.safetensors at the step
+    it stopped on, exit code 0, though no periodic checkpoint was due."""
+    run = tmp_path / "run"
+    args = [
+        "train", "experiment=smoke", *fast_overrides, f"data_root={data_root}", f"hydra.run.dir={run}",
+        "checkpoint_every=100000", "trainer.val_check_interval=2", "trainer.max_steps=100000",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:  # files: a full pipe cannot stall the run
+        proc = subprocess.Popen([*CLI, *args], cwd=tmp_path, stdout=out, stderr=err, text=True, env=env)
+        deadline = time.monotonic() + 300
+        try:
+            while not list((run / "samples").glob("step_*.jpg")):  # a validation at step 2: training is under way
+                assert proc.poll() is None, "the run ended before it could be stopped"
+                assert time.monotonic() < deadline, "no training step within 5 minutes"
+                time.sleep(0.05)
+            proc.send_signal(signum)
+            proc.wait(timeout=120)
+        finally:
+            proc.kill()
+    out, err = (tmp_path / "out.txt").read_text(), (tmp_path / "err.txt").read_text()
+    assert proc.returncode == 0, err[-2000:]
+    steps = int(out.split("finished ")[1].split(" steps")[0])
+    assert f"finished {steps} steps (stopped by {signal.Signals(signum).name})" in out
+    assert 2 <= steps < 100000
+    assert not list((run / "checkpoints").glob("step_*.ckpt")), "no periodic checkpoint was due"
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == steps
+    from cin_style.modelfile import read_model
+
+    assert read_model(run / "model.safetensors").training["steps"] == steps
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, compose_config, data_root, monkeypatch):
