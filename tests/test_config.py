@@ -54,3 +54,15 @@ def test_configs_ship_inside_the_package():
 
     conf = files("cin_style.conf")
     assert conf.joinpath("train.yaml").is_file() and conf.joinpath("experiment", "smoke.yaml").is_file()
+
+
+def test_the_loss_yaml_shows_exactly_the_defaults_of_LossConfig(compose_config):
+    """conf/loss/perceptual.yaml restates LossConfig's defaults for the user to read; they must agree."""
+    from dataclasses import asdict
+
+    from omegaconf import OmegaConf
+
+    from cin_style.loss import LossConfig
+
+    shown = OmegaConf.to_container(compose_config(fast=False).loss, resolve=True)
+    assert shown == asdict(LossConfig())
