@@ -86,24 +86,37 @@ def optimize_images(
     else:
         optimizer = torch.optim.Adam([image], lr=lr or ADAM_LR)
 
+    # The first evaluation of each step is of the image as the previous step left it: its losses
+    # are that step's history entry, so no extra forward pass per step is spent on reporting
+    # (a fifth of an L-BFGS step's work; the last step's entry comes from the final evaluation).
+    starts: list[dict[str, float]] = []
+
     def closure() -> Tensor:
         optimizer.zero_grad(set_to_none=True)
-        total = evaluate().total.sum()
+        terms = evaluate()
+        if not starts:
+            starts.append({k: float(v.detach()) for k, v in terms.means().items()})
+        total = terms.total.sum()
         total.backward()
         return total
 
+    def record(step: int, losses: dict[str, float]) -> None:
+        history.append(losses)
+        if progress is not None:
+            progress(step, history[-1])
+
     for step in range(1, steps + 1):
+        starts.clear()
         optimizer.step(closure)
+        if step > 1:
+            record(step - 1, starts[0])
         with torch.no_grad():
             # The painting lives in [0, 1]; so does the image (projected after every step,
             # as in the PyTorch tutorial's L-BFGS implementation of Gatys et al.).
             image.clamp_(0, 1)
-            terms = evaluate()
-        history.append({k: float(v) for k, v in terms.means().items()})
-        if progress is not None:
-            progress(step, history[-1])
     with torch.no_grad():
         terms = evaluate()
+    record(steps, {k: float(v) for k, v in terms.means().items()})
     return OptimizationResult(images=image.detach(), terms=terms, history=history)
 
 
