@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
+
+# As the cin-style command does (cin_style/cli.py): PyTorch's CPU allocator on huge pages. Set
+# before PyTorch is imported, and inherited by every child process, the reference's too.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from PIL import Image
 

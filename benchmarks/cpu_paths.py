@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -24,6 +25,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# As the cin-style command does (cin_style/cli.py): PyTorch's CPU allocator on huge pages. Set
+# before PyTorch is imported, and inherited by every child process, the reference's too.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import numpy as np
 from PIL import Image
