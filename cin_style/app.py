@@ -256,6 +256,9 @@ def launch(model_path: str | os.PathLike | None = None, *, port: int = 7860, sha
         raise ValueError('the app needs Gradio: pip install "cin-style[app]"') from None
     from .stylizer import load_model
 
+    from .api import pretrained_path
+
     model = load_model(model_path)
-    app = build_app(model, model_name=str(model_path) if model_path else None, max_pixels=max_pixels)
+    bundled = model_path is None or Path(model_path).resolve() == pretrained_path().resolve()
+    app = build_app(model, model_name=None if bundled else str(model_path), max_pixels=max_pixels)  # the bundled model needs no -m
     app.queue(default_concurrency_limit=1).launch(server_name=host, server_port=port, share=share, max_file_size="50mb", show_error=True)
