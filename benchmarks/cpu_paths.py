@@ -116,7 +116,7 @@ def markdown(rows: list[dict]) -> str:
     for size in SIZES:
         ref = next((r["seconds"] for r in rows if r["size"] == size and r["path"] == "reference"), None)
         for r in (r for r in rows if r["size"] == size):
-            psnr = "—" if r["path"] == "reference" else ("exact" if r["psnr"] == float("inf") else f"{r['psnr']:.1f}")
+            psnr = "—" if r["psnr"] is None else ("exact" if r["psnr"] == float("inf") else f"{r['psnr']:.1f}")
             speed = f"{ref / r['seconds']:.2f}x" if ref else "—"
             lines.append(f"| {size} | {r['path']} | {r['seconds']:.3f} | {r['first']:.2f} | {r['peak_bytes'] / 1e9:.2f} | {psnr} | {speed} |")
     return "\n".join(lines) + "\n"

@@ -30,7 +30,7 @@ from .styles import IDENTITY
 
 __all__ = [
     "SCHEMA", "model_loss", "evaluate", "evaluate_folder", "optimized_photos", "write_report", "evaluate_model", "evaluated_styles", "markdown_table",
-    "gram_distances", "style_identification", "identity_psnr", "psnr",
+    "gram_distances", "identification", "style_identification", "identity_psnr", "psnr",
 ]  # fmt: skip
 
 SCHEMA = "cin-style-evaluate/3"
@@ -78,7 +78,9 @@ def evaluate_model(
     """Per-style mean losses of ``model`` on ``photos`` (P, 3, H, W) against each style's painting.
 
     ``style_images`` maps each of the model's style names to its painting (3, H, W), already
-    at the style size. Returns ``{style: {"content", "style", "total"}}``; with ``optimize_steps``
+    at the style size. Returns ``{style: {"content", "style", "total", "nearest"}}``, where
+    ``nearest`` lists, per photo, the painting nearest the output in Gram space
+    (:func:`gram_distances`; :func:`style_identification` sums these up). With ``optimize_steps``
     each row adds ``"optimized"`` (the optimization method's mean terms on ``optimize_photos`` of
     the photos, all by default; :func:`optimized_photos` picks them), ``"ratios"`` (network total
     over optimized total, per optimized photo) and their median ``"ratio"``.
@@ -88,21 +90,27 @@ def evaluate_model(
     if missing:
         raise ValueError(f"no painting for style(s) {', '.join(missing)}")
     device = model.device
+    painting_grams = [loss.style_grams(style_images[name].unsqueeze(0).to(device)) for name in styles]
+    targets = {layer: torch.cat([g[layer] for g in painting_grams]) for layer in painting_grams[0]}
     results: dict[str, dict[str, Any]] = {}
     for index, name in enumerate(styles):
-        grams = loss.style_grams(style_images[name].unsqueeze(0).to(device))
+        grams = painting_grams[index]
         weights = model.weights(name)
         sums: dict[str, float] = {}
         totals: list[float] = []  # the network's total per photo, for the ratios
+        nearest: list[str] = []
         for start in range(0, photos.shape[0], batch_size):
             batch = photos[start : start + batch_size].to(device)
             with torch.no_grad():
-                terms = loss(model.stylize_tensor(batch, weights, tile=0), batch, style_grams=grams)
+                output = model.stylize_tensor(batch, weights, tile=0)
+                terms = loss(output, batch, style_grams=grams)
+                output_grams = terms.grams if terms.grams is not None else loss.style_grams(output)  # style weight 0
             _accumulate(sums, terms)
             totals += terms.total.tolist()
+            nearest += [styles[n] for n in gram_distances(output_grams, targets).argmin(dim=1).tolist()]
             if progress is not None:
                 progress(name)
-        row: dict[str, Any] = _mean_terms(sums, photos.shape[0])
+        row: dict[str, Any] = {**_mean_terms(sums, photos.shape[0]), "nearest": nearest}
         if optimize_steps:
             chosen = optimized_photos(index, optimize_photos or photos.shape[0], photos.shape[0])
             optimized: dict[str, float] = {}
@@ -134,7 +142,22 @@ def gram_distances(grams: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -
     return (total / len(grams)).float()
 
 
-@torch.no_grad()
+def identification(rows: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """How often each style's output is nearest its own painting, from :func:`evaluate_model`'s rows:
+    ``{"accuracy", "per_style": {style: accuracy}, "confusions": {style: {painting: count}}}``."""
+    per_style, confusions = {}, {}
+    for name, row in rows.items():
+        nearest = row["nearest"]
+        per_style[name] = sum(n == name for n in nearest) / len(nearest)
+        wrong: dict[str, int] = {}
+        for n in nearest:
+            if n != name:
+                wrong[n] = wrong.get(n, 0) + 1
+        if wrong:
+            confusions[name] = wrong
+    return {"accuracy": sum(per_style.values()) / len(per_style), "per_style": per_style, "confusions": confusions}
+
+
 def style_identification(
     model: StyleModel, photos: Tensor, style_images: Mapping[str, Tensor], *, loss: PerceptualLoss, batch_size: int = 8
 ) -> dict[str, Any]:
@@ -143,27 +166,9 @@ def style_identification(
     For every photo and style the output's Gram matrices (the loss's style layers) are compared with
     every painting's (:func:`gram_distances`); the nearest painting should be the style's own. A
     network whose styles look alike fails this, and painting everything like one painting cannot
-    pass it. Returns ``{"accuracy", "per_style": {style: accuracy}, "confusions": {style: {painting: count}}}``.
-    """
-    styles = evaluated_styles(model.styles)
-    device = model.device
-    painting_grams = [loss.style_grams(style_images[name].unsqueeze(0).to(device)) for name in styles]
-    targets = {layer: torch.cat([g[layer] for g in painting_grams]) for layer in painting_grams[0]}
-    per_style, confusions = {}, {}
-    for s, name in enumerate(styles):
-        weights = model.weights(name)
-        hits, wrong = 0, {}
-        for start in range(0, photos.shape[0], batch_size):
-            out = model.stylize_tensor(photos[start : start + batch_size].to(device), weights, tile=0)
-            nearest = gram_distances(loss.style_grams(out), targets).argmin(dim=1).tolist()
-            hits += sum(n == s for n in nearest)
-            for n in nearest:
-                if n != s:
-                    wrong[styles[n]] = wrong.get(styles[n], 0) + 1
-        per_style[name] = hits / photos.shape[0]
-        if wrong:
-            confusions[name] = wrong
-    return {"accuracy": sum(per_style.values()) / len(per_style), "per_style": per_style, "confusions": confusions}
+    pass it. Returns :func:`identification`'s dict. (:func:`evaluate` gets it from the same pass
+    that measures the losses.)"""
+    return identification(evaluate_model(model, photos, style_images, loss=loss, batch_size=batch_size))
 
 
 def psnr(a: Tensor, b: Tensor) -> Tensor:
@@ -241,9 +246,9 @@ def evaluate(
         "loss": {**loss.config.record(), "style_size": style_size},
         "vgg_weights": loss.vgg.weights_source,
         "optimize": {"steps": optimize_steps, "method": optimize_method, "init": "content", "photos_per_style": min(optimize_photos or len(photos), len(photos))} if optimize_steps else None,
-        "styles": {name: {"style_image": paintings[name].name, **row} for name, row in styles.items()},
+        "styles": {name: {"style_image": paintings[name].name, **{k: v for k, v in row.items() if k != "nearest"}} for name, row in styles.items()},
         "mean": summary(styles),
-        "identification": style_identification(model, tensors, style_images, loss=loss, batch_size=batch_size),
+        "identification": identification(styles),
         "identity_psnr": None if identity is None else {"median": statistics.median(identity), "min": min(identity), "per_photo": identity},
     }
 

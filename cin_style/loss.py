@@ -79,12 +79,15 @@ def total_variation(images: Tensor) -> Tensor:
 @dataclass
 class LossTerms:
     """Weighted loss terms, each of shape (B,), and their batch means. ``stability`` is set only
-    by training with the stability term (:mod:`cin_style.stability`)."""
+    by training with the stability term (:mod:`cin_style.stability`). ``grams`` holds the
+    output's Gram matrices per style layer (detached), so that a measurement can compare them
+    with other paintings without a second pass through VGG (:mod:`cin_style.evaluate`)."""
 
     content: Tensor
     style: Tensor
     tv: Tensor
     stability: Tensor | None = None
+    grams: dict[str, Tensor] | None = None
 
     @property
     def total(self) -> Tensor:
@@ -191,7 +194,7 @@ class PerceptualLoss(nn.Module):
                 content_loss = content_loss + w * diff.flatten(1).mean(1)
             content_loss = self.content_weight * content_loss
 
-        style_loss = zero
+        style_loss, grams = zero, None
         if self.style_layers and self.style_weight:
             if style_grams is None:
                 if style_index is None:
@@ -204,10 +207,12 @@ class PerceptualLoss(nn.Module):
                 multipliers = self.style_multipliers[style_index]
             else:
                 targets, multipliers = dict(style_grams), output.new_ones(b, dtype=torch.float32)
+            grams = {name: gram_matrix(feats[name]) for name in self.style_layers}
             for name, w in self.style_layers.items():
-                diff = (gram_matrix(feats[name]) - targets[name]).pow(2)
+                diff = (grams[name] - targets[name]).pow(2)
                 style_loss = style_loss + w * diff.flatten(1).mean(1)
             style_loss = self.style_weight * multipliers * style_loss
+            grams = {name: g.detach() for name, g in grams.items()}
 
         tv_loss = self.tv_weight * total_variation(output) if self.tv_weight else zero
-        return LossTerms(content=content_loss, style=style_loss, tv=tv_loss)
+        return LossTerms(content=content_loss, style=style_loss, tv=tv_loss, grams=grams)
