@@ -8,7 +8,9 @@ weights: only its speed matters) runs in the same way.
 
     python -m benchmarks.cpu_paths --model cin_style/models/paintings.safetensors --out runs/bench/cpu_paths.json
 
-Paths: ``pytorch`` (float32 eager, the tiles' memory bound above 2 megapixels), ``pytorch-bf16``
+Paths: ``pytorch`` (float32 eager with PyTorch's direct convolutions, ``--engine torch``; the
+tiles' memory bound above 2 megapixels), ``pytorch-nnpack`` (the same with NNPACK's Winograd and
+FFT convolutions, :mod:`cin_style.fastconv`: the default engine), ``pytorch-bf16``
 (autocast), ``pytorch-compile`` (``torch.compile``, float32), ``onnxruntime`` (the exported
 graph, float32), ``onnxruntime-int8`` (its weights quantized dynamically), ``reference``.
 """
@@ -34,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 SIZES = {"512x512": (512, 512), "1920x1080": (1920, 1080)}
-PATHS = ["pytorch", "pytorch-bf16", "pytorch-compile", "onnxruntime", "onnxruntime-int8", "reference"]
+PATHS = ["pytorch", "pytorch-nnpack", "pytorch-bf16", "pytorch-compile", "onnxruntime", "onnxruntime-int8", "reference"]
 #: Paths too slow or too costly to compile at every size on a 2-core CPU: measured at 512x512 only.
 SMALL_ONLY = {"pytorch-bf16", "pytorch-compile"}
 STYLE = 3
@@ -66,7 +68,7 @@ def _runner(path: str, model_file: Path, onnx_file: Path):
 
     from cin_style.api import StyleModel
 
-    model = StyleModel.load(model_file, device="cpu", engine="torch")
+    model = StyleModel.load(model_file, device="cpu", engine="auto" if path == "pytorch-nnpack" else "torch")
     if path == "pytorch-compile":
         model.accelerate(dtype=None, channels_last=False)
     if path == "pytorch-bf16":

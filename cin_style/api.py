@@ -20,6 +20,7 @@ from .sheets import contact_sheet, interpolation_weights
 from .runtime import OnnxStyleModel
 from .stylizer import Stylizer
 from .color import preserve_color as _preserve_color
+from . import fastconv
 from .fast import CompiledTransformer
 from .masks import MaskSource, check_mask_styles, mask_weights, stylize_regions
 from .styles import IDENTITY, StyleSpec, check_strength, style_weights
@@ -68,7 +69,9 @@ DEFAULT_TILE = 256
 CPU_WHOLE_PIXEL_LIMIT = 2_000_000
 
 
-#: How :meth:`StyleModel.load` runs whole images on a CPU.
+#: How :meth:`StyleModel.load` runs images on a CPU: ``auto`` (the fastest here: PyTorch with
+#: NNPACK's Winograd and FFT convolutions, :mod:`cin_style.fastconv`), ``onnx`` (the ONNX twin
+#: through onnxruntime) or ``torch`` (PyTorch's direct float32 convolutions, the exact reference).
 ENGINES = ("auto", "onnx", "torch")
 
 
@@ -140,24 +143,28 @@ class StyleModel(Stylizer):
         self.compiled: CompiledTransformer | None = None
         #: The onnxruntime graph of these weights that whole CPU images run through (see :meth:`load`); None: PyTorch.
         self.runtime: OnnxStyleModel | None = None
+        #: True: PyTorch's direct convolutions only (``engine="torch"``); False: NNPACK's where they apply (:mod:`cin_style.fastconv`).
+        self.exact = False
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | torch.device | None = None, engine: str = "auto") -> StyleModel:
         """Load a ``.safetensors`` model file (or a Lightning ``.ckpt``, read with weights_only).
 
-        ``engine``: on a CPU, whole images with one blend per image run fastest through
-        onnxruntime (``benchmarks/RESULTS.md``), from the ONNX graph exported from the same
-        weights beside the model file (``cin-style export MODEL -o MODEL.onnx``; the bundled
-        model ships with one). ``"auto"`` uses it when it is there and matches the weights,
-        ``"onnx"`` requires it, ``"torch"`` always runs PyTorch in float32. Regions, exact tiles,
-        GPUs and :meth:`accelerate` always run PyTorch.
+        ``engine`` (what runs on a CPU; ``benchmarks/RESULTS.md`` has the measurements):
+        ``"auto"`` runs PyTorch with NNPACK's Winograd and FFT convolutions (:mod:`cin_style.fastconv`),
+        the fastest here, or, on a PyTorch without NNPACK, the ONNX graph exported from the same
+        weights beside the model file when it is there (``cin-style export MODEL -o MODEL.onnx``;
+        the bundled model ships with one). ``"onnx"`` requires that graph and runs whole images
+        through onnxruntime. ``"torch"`` runs PyTorch's direct float32 convolutions only: the
+        exact reference. Regions, exact tiles, GPUs and :meth:`accelerate` always run PyTorch.
         """
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         loaded = read_model(path)
         model = cls(loaded.transformer, loaded.styles, training=loaded.training, credits=loaded.credits, device=device)
         model.source = str(path)
-        if engine != "torch":
+        model.exact = engine == "torch"
+        if engine == "onnx" or (engine == "auto" and not fastconv.available()):
             model.runtime = _onnx_twin(Path(path), model, required=engine == "onnx")
         return model
 
@@ -209,6 +216,10 @@ class StyleModel(Stylizer):
         (see :mod:`cin_style.tiling`). ``progress`` shows a progress bar for tiled work.
         Per-pixel maps always run whole.
         """
+        with fastconv.direct(self.exact):
+            return self._stylize_tensor(batch, weights, tile=tile, progress=progress)
+
+    def _stylize_tensor(self, batch: Tensor, weights: Tensor, *, tile: int | None, progress: bool) -> Tensor:
         if tile is not None and tile != 0 and tile < MIN_TILE:
             raise ValueError(f"tile must be 0 (off) or at least {MIN_TILE} pixels, got {tile}")
         batch = batch.to(self.device, torch.float32)

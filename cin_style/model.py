@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .fastconv import conv2d
 from .phase import upsample_conv3x3
 
 __all__ = [
@@ -200,7 +201,7 @@ class ConvCIN(nn.Module):
             return upsample_conv3x3(x, self.conv.weight)
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
-        return self.conv(self.pad(x))
+        return conv2d(self.pad(x), self.conv.weight, stride=self.conv.stride[0])
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """The (H, W) this layer makes of an input of ``size``."""

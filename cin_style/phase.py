@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .fastconv import conv2d
+
 __all__ = ["upsample_conv3x3", "phase_conv3x3", "replicate_pad"]
 
 
@@ -56,4 +58,4 @@ def phase_conv3x3(padded: Tensor, weight: Tensor) -> Tensor:
     taps = _PHASE_TAPS.to(weight)
     phased = torch.einsum("aYy,bXx,oiyx->oabiYX", taps, taps, weight)
     out_ch, in_ch = weight.shape[:2]
-    return F.pixel_shuffle(F.conv2d(padded, phased.reshape(out_ch * 4, in_ch, 3, 3)), 2)
+    return F.pixel_shuffle(conv2d(padded, phased.reshape(out_ch * 4, in_ch, 3, 3)), 2)

@@ -157,8 +157,10 @@ def _shown(page) -> np.ndarray:
     return _pixels(io.BytesIO(body))
 
 
-def _wait_for_new_preview(page, old_src: str | None, timeout_s: float = 90) -> str:
+def _wait_for_new_preview(page, old_src: str | None, step: str, timeout_s: float = 240) -> str:
+    # Generous: under a loaded CI machine one preview has taken over a minute (0.4 s when quiet).
     deadline = time.time() + timeout_s
+    src = None
     while time.time() < deadline:
         img = page.locator("#preview img")
         if img.count():
@@ -166,7 +168,8 @@ def _wait_for_new_preview(page, old_src: str | None, timeout_s: float = 90) -> s
             if src and src != old_src:
                 return src
         page.wait_for_timeout(250)
-    raise AssertionError("the preview did not change")
+    errors = page.locator(".toast-body, .error").all_inner_texts()
+    raise AssertionError(f"the preview did not change within {timeout_s:.0f} s after {step} (shown: {src!r}; errors on the page: {errors})")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium); .ci/run installs it")
@@ -179,7 +182,7 @@ def test_in_a_real_browser(served, model, data_root, tmp_path):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(served)
         page.locator("#photo input[type=file]").set_input_files(str(photo))
-        first_src = _wait_for_new_preview(page, None)
+        first_src = _wait_for_new_preview(page, None, "the upload")
         first = _shown(page)
         start = next(s for s in model.styles if s != "identity")  # the page starts with the first painting style
         expected = _pixels(model.stylize(photo, start, size=384))
@@ -190,7 +193,7 @@ def test_in_a_real_browser(served, model, data_root, tmp_path):
         page.locator("#style2 input").fill("durer_lion")
         page.keyboard.press("Enter")
         page.locator("#weight2 input[type=range]").fill("0.6")
-        _wait_for_new_preview(page, first_src)
+        _wait_for_new_preview(page, first_src, "moving the second weight slider")
         # The preview and the command line come from the same event: once the command shows the
         # slider's value, the preview beside it is that blend's.
         page.locator("#command").get_by_text("durer_lion=0.6", exact=False).first.wait_for(timeout=90_000)

@@ -181,9 +181,9 @@ def twin_folder(tmp_path_factory, exported) -> Path:
     return folder
 
 
-def test_on_a_cpu_a_model_file_runs_through_its_onnx_twin(twin_folder, bundled, data_root):
+def test_engine_onnx_runs_a_model_file_through_its_onnx_twin(twin_folder, bundled, data_root):
     photo = Image.open(data_root / "content" / "val" / "kodim05.jpg").convert("RGB").resize((200, 136))
-    model = StyleModel.load(twin_folder / "paintings.safetensors", device="cpu")
+    model = StyleModel.load(twin_folder / "paintings.safetensors", device="cpu", engine="onnx")
     assert model.runtime is not None and model.runtime.styles == bundled.styles
     plain = StyleModel.load(twin_folder / "paintings.safetensors", device="cpu", engine="torch")
     assert plain.runtime is None
@@ -196,8 +196,13 @@ def test_on_a_cpu_a_model_file_runs_through_its_onnx_twin(twin_folder, bundled, 
     assert len(calls) == 1
 
 
-def test_a_stale_or_missing_twin_is_never_used(twin_folder, tmp_path):
+def test_a_stale_or_missing_twin_is_never_used(twin_folder, tmp_path, monkeypatch):
+    from cin_style import fastconv
     from cin_style.modelfile import ModelFileError
+
+    assert StyleModel.load(twin_folder / "paintings.safetensors", device="cpu").runtime is None or not fastconv.available()
+    monkeypatch.setattr(fastconv, "available", lambda: False)  # a PyTorch without NNPACK: auto turns to the twin
+    assert StyleModel.load(twin_folder / "paintings.safetensors", device="cpu").runtime is not None
 
     other = read_model(pretrained_path())
     with torch.no_grad():

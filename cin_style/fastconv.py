@@ -1,0 +1,82 @@
+"""Stride-1 convolutions by Winograd and FFT on the CPU (NNPACK), for inference.
+
+PyTorch's default CPU convolution (oneDNN) computes every multiply-add of a convolution. For the
+layers of this network that is wasteful: its 3x3 stride-1 convolutions (the residual blocks and
+the decoder, most of the work) can be computed by Winograd's minimal filtering, F(6x6, 3x3),
+with about a fifth of the multiplications (Lavin & Gray, "Fast Algorithms for Convolutional
+Neural Networks", CVPR 2016), and its 9x9 first and last layers by FFT. NNPACK, which PyTorch's
+CPU builds include, implements both; on a 2-core AVX2 CPU it runs this network's stride-1
+layers 1.3 to 3 times faster than oneDNN (``benchmarks/RESULTS.md``).
+
+The results are float32 but not bit-identical to the direct convolution: the transforms round
+differently, a relative difference around 1e-6 per layer, far below one 8-bit level of the
+output (PSNR against the direct path > 80 dB, ``tests/test_fastconv.py``). So this path is used
+only where no gradient is needed, on float32 CPU tensors, outside ``torch.compile`` and export
+(whose graphs must stay plain ``conv2d``), and it can be switched off (:func:`direct`;
+``--engine torch`` on the command line) when exact float32 PyTorch is wanted. Strided layers
+always use oneDNN: NNPACK has no fast algorithm for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["conv2d", "available", "direct", "enabled"]
+
+# A context variable, not a global: the app stylizes in worker threads, each with its own model's setting.
+_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("cin_style_fast_convolutions", default=True)
+
+
+@functools.cache
+def available() -> bool:
+    """Whether this PyTorch has NNPACK and it initializes on this CPU (it needs AVX2 on x86)."""
+    try:
+        return bool(torch._nnpack_available())  # also initializes NNPACK, which its convolutions need first
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def enabled() -> bool:
+    """Whether :func:`conv2d` may use NNPACK (on unless inside :func:`direct`)."""
+    return _enabled.get() and available()
+
+
+@contextlib.contextmanager
+def direct(active: bool = True) -> Iterator[None]:
+    """Within this block (if ``active``) every convolution is PyTorch's direct one: exact float32 PyTorch."""
+    token = _enabled.set(False) if active else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _enabled.reset(token)
+
+
+def _nnpack_applies(x: Tensor, weight: Tensor, stride: int) -> bool:
+    return (
+        stride == 1
+        and x.dim() == 4
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and enabled()
+    )
+
+
+def conv2d(x: Tensor, weight: Tensor, *, stride: int = 1) -> Tensor:
+    """``F.conv2d(x, weight, stride=stride)`` without padding or bias; by NNPACK where it applies
+    (see the module), by PyTorch's direct convolution elsewhere."""
+    if _nnpack_applies(x, weight, stride):
+        bias = weight.new_zeros(weight.shape[0])  # NNPACK's kernel requires one
+        return torch._nnpack_spatial_convolution(x.contiguous(), weight.contiguous(), bias, [0, 0], [1, 1])
+    return F.conv2d(x, weight, stride=stride)

@@ -1,0 +1,78 @@
+"""NNPACK's Winograd and FFT convolutions for CPU inference (cin_style.fastconv), and the engines that use them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from cin_style import fastconv
+from cin_style.api import StyleModel, pretrained_path
+from cin_style.evaluate import psnr
+from cin_style.images import to_tensor
+
+needs_nnpack = pytest.mark.skipif(not fastconv.available(), reason="this PyTorch has no NNPACK for this CPU")
+
+#: (in, out, kernel, input side): the network's stride-1 layers, small.
+LAYERS = [(3, 32, 9, 72), (128, 128, 3, 34), (128, 256, 3, 34), (32, 3, 9, 72)]
+
+
+@needs_nnpack
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda l: f"{l[0]}to{l[1]}k{l[2]}")
+def test_fast_convolutions_equal_direct_ones_up_to_float32_rounding(layer, batch):
+    cin, cout, k, side = layer
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, cin, side, side, generator=gen)
+    w = torch.randn(cout, cin, k, k, generator=gen) / (cin * k * k) ** 0.5
+    expected = F.conv2d(x.double(), w.double()).float()  # the exact result, in float64
+    with torch.no_grad():
+        fast = fastconv.conv2d(x, w)
+        with fastconv.direct():
+            plain = fastconv.conv2d(x, w)
+    assert torch.equal(plain, F.conv2d(x, w))  # direct(): PyTorch's own convolution, bit for bit
+    assert not torch.equal(fast, plain)  # another algorithm ran (its rounding differs)...
+    scale = expected.abs().max()
+    assert (fast - expected).abs().max() / scale < 2e-5  # ...and is as exact as float32 allows
+    assert (plain - expected).abs().max() / scale < 2e-5
+
+
+@needs_nnpack
+def test_gradients_strides_and_other_dtypes_take_the_direct_path():
+    x = torch.rand(1, 8, 20, 20, requires_grad=True)
+    w = torch.randn(16, 8, 3, 3)
+    y = fastconv.conv2d(x, w)
+    assert torch.equal(y, F.conv2d(x, w))
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with torch.no_grad():
+        assert torch.equal(fastconv.conv2d(x, w, stride=2), F.conv2d(x, w, stride=2))
+        assert torch.equal(fastconv.conv2d(x.double(), w.double()), F.conv2d(x.double(), w.double()))
+
+
+@needs_nnpack
+def test_direct_is_local_to_its_thread():
+    import threading
+
+    seen = {}
+    with fastconv.direct():
+        thread = threading.Thread(target=lambda: seen.update(other=fastconv.enabled()))
+        thread.start()
+        thread.join()
+        seen["here"] = fastconv.enabled()
+    assert seen == {"other": True, "here": False} and fastconv.enabled()
+
+
+@needs_nnpack
+def test_the_default_cpu_engine_paints_what_exact_pytorch_paints(data_root):
+    """The bundled model, auto (NNPACK) against --engine torch (direct float32): the same picture."""
+    photo = Image.open(data_root / "content" / "val" / "kodim05.jpg").convert("RGB").resize((384, 256))
+    fast = StyleModel.load(pretrained_path(), device="cpu")
+    exact = StyleModel.load(pretrained_path(), device="cpu", engine="torch")
+    assert not fast.exact and fast.runtime is None and exact.exact
+    a, b = fast.stylize(photo, "hokusai_great_wave"), exact.stylize(photo, "hokusai_great_wave")
+    assert float(psnr(to_tensor(a)[None], to_tensor(b)[None])) > 60.0  # measured: about 95 dB
+    x = to_tensor(photo)[None]
+    raw_fast, raw_exact = fast.stylize_tensor(x, fast.weights("durer_lion")), exact.stylize_tensor(x, exact.weights("durer_lion"))
+    assert not torch.equal(raw_fast, raw_exact)  # the fast path really ran
