@@ -14,7 +14,8 @@ output (PSNR against the direct path > 80 dB, ``tests/test_fastconv.py``). So th
 only where no gradient is needed, on float32 CPU tensors, outside ``torch.compile`` and export
 (whose graphs must stay plain ``conv2d``), and it can be switched off (:func:`direct`;
 ``--engine torch`` on the command line) when exact float32 PyTorch is wanted. Strided layers
-always use oneDNN: NNPACK has no fast algorithm for them.
+always use oneDNN: NNPACK has no fast algorithm for them. So do small maps (under
+``NNPACK_MIN_PIXELS``), where NNPACK's transforms cost more than they save.
 """
 
 from __future__ import annotations
@@ -59,10 +60,16 @@ def direct(active: bool = True) -> Iterator[None]:
             _enabled.reset(token)
 
 
+#: Output maps smaller than this (pixels) use the direct convolution: below it NNPACK's transforms
+#: cost more than they save (measured per layer on this project's CPU; ``benchmarks/RESULTS.md``).
+NNPACK_MIN_PIXELS = 96 * 96
+
+
 def _nnpack_applies(x: Tensor, weight: Tensor, stride: int) -> bool:
     return (
         stride == 1
         and x.dim() == 4
+        and (x.shape[-2] - weight.shape[-2] + 1) * (x.shape[-1] - weight.shape[-1] + 1) >= NNPACK_MIN_PIXELS
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32

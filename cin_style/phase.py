@@ -12,8 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .fastconv import conv2d
-
 __all__ = ["upsample_conv3x3", "phase_conv3x3", "replicate_pad"]
 
 
@@ -27,13 +25,12 @@ def upsample_conv3x3(x: Tensor, weight: Tensor) -> Tensor:
     """``conv3x3(reflect_pad(upsample_nearest_x2(x)))`` without building the upsampled image.
 
     Nearest upsampling repeats every pixel 2x2, so each of the four output phases (even/odd
-    row, even/odd column) is a convolution of ``x`` itself whose 3x3 taps are sums of the
-    original taps: at most 2x2 of them are non-zero, which is 2.25 times fewer multiply-adds
-    than the 3x3 convolution at the upsampled size (the same idea as sub-pixel convolution,
-    Shi et al. 2016, run backwards). The four phases are computed as one convolution with four
-    times the output channels and interleaved by ``pixel_shuffle``. Reflection padding of the
-    upsampled image by one pixel reads exactly the edge pixel of ``x``, so replication padding
-    of ``x`` gives the same borders. The result equals the direct computation up to rounding.
+    row, even/odd column) is a convolution of ``x`` itself with a 2x2 kernel whose taps are sums
+    of the original 3x3 taps: 16 multiply-adds per output pixel and channel pair instead of 36,
+    2.25 times fewer (the same idea as sub-pixel convolution, Shi et al. 2016, run backwards).
+    Reflection padding of the upsampled image by one pixel reads exactly the edge pixel of
+    ``x``, so replication padding of ``x`` gives the same borders. The result equals the direct
+    computation up to rounding.
     """
     return phase_conv3x3(replicate_pad(x, (1, 1, 1, 1)), weight)
 
@@ -52,10 +49,25 @@ def replicate_pad(x: Tensor, pads: tuple[int, int, int, int]) -> Tensor:
     return torch.cat(cols, dim=-1) if len(cols) > 1 else x
 
 
-def phase_conv3x3(padded: Tensor, weight: Tensor) -> Tensor:
-    """The four phases of :func:`_upsample_conv3x3` over an already padded window, interleaved:
-    an (h + 2, w + 2) window gives the (2h, 2w) upsampled output of its inner (h, w) pixels."""
+def phase_kernels(weight: Tensor) -> Tensor:
+    """The (4 * out, in, 2, 2) kernels of the four phases, in ``pixel_shuffle``'s channel order
+    (out, row phase, column phase). Phase ``a`` reads low-resolution rows (i - 1, i) for
+    ``a = 0`` and (i, i + 1) for ``a = 1``: the 2x2 window at padded row ``i + a``."""
     taps = _PHASE_TAPS.to(weight)
-    phased = torch.einsum("aYy,bXx,oiyx->oabiYX", taps, taps, weight)
-    out_ch, in_ch = weight.shape[:2]
-    return F.pixel_shuffle(conv2d(padded, phased.reshape(out_ch * 4, in_ch, 3, 3)), 2)
+    phased = torch.einsum("aYy,bXx,oiyx->oabiYX", taps, taps, weight)  # (out, 2, 2, in, 3, 3), zero outside each phase's 2x2
+    rows = [torch.stack([phased[:, a, b, :, a : a + 2, b : b + 2] for b in range(2)], dim=1) for a in range(2)]
+    return torch.stack(rows, dim=1).reshape(weight.shape[0] * 4, weight.shape[1], 2, 2)
+
+
+def phase_conv3x3(padded: Tensor, weight: Tensor) -> Tensor:
+    """The four phases of :func:`upsample_conv3x3` over an already padded window, interleaved:
+    an (h + 2, w + 2) window gives the (2h, 2w) upsampled output of its inner (h, w) pixels.
+
+    One 2x2 convolution with four times the output channels computes every phase at every
+    position of the window; phase (a, b) keeps the (h, w) outputs that start at (a, b)."""
+    h, w = padded.shape[-2] - 2, padded.shape[-1] - 2
+    out_ch = weight.shape[0]
+    y = F.conv2d(padded, phase_kernels(weight))  # (B, 4 * out, h + 1, w + 1)
+    y = y.unflatten(1, (out_ch, 2, 2))
+    phases = [y[:, :, a, b, a : a + h, b : b + w] for a in range(2) for b in range(2)]
+    return F.pixel_shuffle(torch.stack(phases, dim=2).flatten(1, 2), 2)

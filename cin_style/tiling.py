@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .fastconv import conv2d
 from .model import Activation, ConvCIN, Stage, StyleTransformer, resize_style_map
 from .phase import phase_conv3x3, replicate_pad
 
@@ -147,7 +148,7 @@ class _Chain:
             # Reflection happens only where the window meets the image border, exactly as in
             # the whole-image forward pass; inside the image the neighbours are real pixels.
             x = F.pad(x, (left, right, top, bottom), mode="reflect")
-        return conv(x)
+        return conv2d(x, conv.weight, stride=s)
 
     def _pre_phased(self, i: int, region: Region) -> Tensor:
         """:meth:`pre` for an upsampling layer computed at the input's resolution (:func:`phase_conv3x3`).

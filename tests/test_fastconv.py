@@ -15,7 +15,7 @@ from cin_style.images import to_tensor
 needs_nnpack = pytest.mark.skipif(not fastconv.available(), reason="this PyTorch has no NNPACK for this CPU")
 
 #: (in, out, kernel, input side): the network's stride-1 layers, small.
-LAYERS = [(3, 32, 9, 72), (128, 128, 3, 34), (128, 256, 3, 34), (32, 3, 9, 72)]
+LAYERS = [(3, 32, 9, 112), (128, 128, 3, 100), (64, 128, 3, 100), (32, 3, 9, 112)]
 
 
 @needs_nnpack
