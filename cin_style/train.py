@@ -390,7 +390,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         summary["model"] = str(model)
         style = next((n for n in names if n != IDENTITY), names[0])
         twin = model.with_suffix(".onnx")  # beside the model file, the fastest CPU engine (docs/onnx.md)
-        _say(f"model file: {model}\n  cin-style styles {model}\n  cin-style stylize -m {model} photo.jpg -s {style} -o out.jpg\n  cin-style export {model} -o {twin}   # optional: faster on a CPU")
+        _say(f"model file: {model}\n  cin-style styles {model}\n  cin-style stylize -m {model} photo.jpg -s {style} -o out.jpg\n  cin-style export {model} -o {twin}   # optional: runs without PyTorch, and --engine onnx")
     return summary
 
 
