@@ -1,8 +1,8 @@
 """Stride-1 convolutions by Winograd and FFT on the CPU (NNPACK), for inference.
 
 PyTorch's default CPU convolution (oneDNN) computes every multiply-add of a convolution. For the
-layers of this network that is wasteful: its 3x3 stride-1 convolutions (the residual blocks and
-the decoder, most of the work) can be computed by Winograd's minimal filtering, F(6x6, 3x3),
+layers of this network that is wasteful: its 3x3 stride-1 convolutions (the residual blocks,
+most of the work) can be computed by Winograd's minimal filtering, F(6x6, 3x3),
 with about a fifth of the multiplications (Lavin & Gray, "Fast Algorithms for Convolutional
 Neural Networks", CVPR 2016), and its 9x9 first and last layers by FFT. NNPACK, which PyTorch's
 CPU builds include, implements both; on a 2-core AVX2 CPU it runs this network's stride-1
