@@ -173,15 +173,18 @@ def _optimize(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .evaluate import evaluate_folder, markdown_table, write_report
+    from .evaluate import OptimizedCache, evaluate_folder, markdown_table, write_report
     from .files import check_output
 
     if args.json is not None:
         check_output(args.json, folder=False, suffixes={".json"})
     model = _load_model(args)
     options = {k: getattr(args, k) for k in ("limit", "size", "style_size", "batch_size", "optimize_steps", "optimize_photos")}
-    report = evaluate_folder(model, args.content, args.style_images, **options, optimize_method=args.method, progress=True)
+    cache = OptimizedCache(args.optimize_cache, recompute=args.recompute) if args.optimize_steps else None
+    report = evaluate_folder(model, args.content, args.style_images, **options, optimize_method=args.method, optimize_cache=cache, progress=True)
     print(markdown_table(report))
+    if cache is not None:
+        print(f"Gatys et al.'s figures: {cache.hits} batch(es) from the cache, {cache.misses} computed and kept in {cache.folder}")
     if args.json is not None:
         sheet = model.style_sheet([Path(args.content, p) for p in report["photos"][: args.sheet_photos]], size=args.size)
         print("wrote " + ", ".join(map(str, write_report(report, args.json, sheet=sheet))))
@@ -290,6 +293,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--optimize-steps", type=int, default=0, help="also run Gatys et al. for K steps on the same photos; report the median ratio")
     p.add_argument("--method", choices=["lbfgs", "adam"], default="lbfgs", help="optimizer for --optimize-steps")
     p.add_argument("--optimize-photos", type=_positive, default=None, metavar="K", help="run the optimizer on K photos per style, a different K for each style (default: all)")
+    p.add_argument("--optimize-cache", default=None, metavar="DIR", help="keep the optimizer's figures here for the next evaluation (default ~/.cache/cin_style/optimized)")
+    p.add_argument("--recompute", action="store_true", help="run the optimizer even where the cache has its figures")
     p.add_argument("--limit", type=_positive, default=None, help="use only the first N photos")
     p.add_argument("--batch-size", type=_positive, default=8)
     p.add_argument("--sheet-photos", type=_positive, default=4, help="photos in the contact sheet (default 4)")

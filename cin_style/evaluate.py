@@ -12,6 +12,8 @@ The report is a plain dict with a stable schema (``SCHEMA``; documented in
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -27,9 +29,10 @@ from .images import find_images
 from .loss import LossConfig, PerceptualLoss
 from .optimize import optimize_images
 from .styles import IDENTITY
+from .vgg import project_cache_dir
 
 __all__ = [
-    "SCHEMA", "model_loss", "evaluate", "evaluate_folder", "optimized_photos", "write_report", "evaluate_model", "evaluated_styles", "markdown_table",
+    "SCHEMA", "OptimizedCache", "model_loss", "evaluate", "evaluate_folder", "optimized_photos", "write_report", "evaluate_model", "evaluated_styles", "markdown_table",
     "gram_distances", "identification", "style_identification", "identity_psnr", "psnr",
 ]  # fmt: skip
 
@@ -56,6 +59,74 @@ def _accumulate(sums: dict[str, float], terms) -> None:
         sums[key] = sums.get(key, 0.0) + float(value.double().sum())
 
 
+class OptimizedCache:
+    """The optimization method's figures, kept between evaluations as small JSON files in ``folder``.
+
+    Gatys et al.'s result does not depend on the network, so after one evaluation with
+    ``optimize_steps``, measuring a retrained model again costs only the network's pass (the
+    bundled model's gate: 72 minutes on 2 cores the first time, minutes after). An entry is found
+    by a digest of everything the optimization depends on: the photos' pixels (the photos of one
+    batch are one problem, :func:`~cin_style.optimize.optimize_images`), the painting's Gram
+    targets, the loss settings, the VGG-16 weights, the method and its steps. ``recompute``
+    ignores what is there (and replaces it). ``hits`` and ``misses`` count lookups."""
+
+    def __init__(self, folder: str | os.PathLike | None = None, *, recompute: bool = False) -> None:
+        self.folder = Path(folder) if folder is not None else project_cache_dir() / "optimized"
+        self.recompute = recompute
+        self.hits = self.misses = 0
+        self._vgg_digests: dict[int, str] = {}
+
+    def key(self, photos: Tensor, grams: Mapping[str, Tensor], loss: PerceptualLoss, *, steps: int, method: str) -> str:
+        """The digest naming the entry for optimizing ``photos`` towards ``grams``."""
+        if id(loss.vgg) not in self._vgg_digests:
+            from .export import weights_digest
+
+            self._vgg_digests[id(loss.vgg)] = weights_digest(loss.vgg)
+        digest = hashlib.sha256()
+        setting = {"loss": loss.config.record(), "vgg": self._vgg_digests[id(loss.vgg)], "steps": steps, "method": method, "init": "content"}
+        digest.update(json.dumps(setting, sort_keys=True).encode())
+        for tensor in (photos, *(grams[name] for name in sorted(grams))):
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+    def get(self, key: str) -> list[dict[str, float]] | None:
+        """Per photo ``{"content", "style", "total"}``, or ``None`` when not there (or ``recompute``)."""
+        path = self.folder / f"{key}.json"
+        if self.recompute or not path.is_file():
+            self.misses += 1
+            return None
+        try:
+            terms = json.loads(path.read_text())["terms"]
+        except (OSError, ValueError, KeyError):  # a damaged entry is computed again
+            self.misses += 1
+            return None
+        self.hits += 1
+        return terms
+
+    def put(self, key: str, terms: list[dict[str, float]]) -> None:
+        from .files import atomic_path
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.folder / f"{key}.json") as tmp:
+            tmp.write_text(json.dumps({"terms": terms}) + "\n")
+
+
+def _optimized_terms(
+    photos: Tensor, grams: dict[str, Tensor], *, loss: PerceptualLoss, steps: int, method: str, cache: OptimizedCache | None
+) -> list[dict[str, float]]:
+    """Per photo, the optimization method's final ``{"content", "style", "total"}`` (from ``cache`` when there)."""
+    key = cache.key(photos, grams, loss, steps=steps, method=method) if cache is not None else ""
+    found = cache.get(key) if cache is not None else None
+    if found is not None:
+        return found
+    t = optimize_images(photos, loss=loss, style_grams=grams, steps=steps, method=method).terms
+    terms = [{"content": float(c), "style": float(s), "total": float(x)} for c, s, x in zip(t.content.double(), t.style.double(), t.total.double())]
+    if cache is not None:
+        cache.put(key, terms)
+    return terms
+
+
 def optimized_photos(style_index: int, count: int, num_photos: int) -> list[int]:
     """The photos the optimization method runs on for the ``style_index``-th style: ``count`` of
     them, a different run of photos for each style, so that a subset still covers every photo."""
@@ -73,6 +144,7 @@ def evaluate_model(
     optimize_steps: int = 0,
     optimize_method: str = "lbfgs",
     optimize_photos: int | None = None,
+    optimize_cache: OptimizedCache | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per-style mean losses of ``model`` on ``photos`` (P, 3, H, W) against each style's painting.
@@ -83,7 +155,8 @@ def evaluate_model(
     (:func:`gram_distances`; :func:`style_identification` sums these up). With ``optimize_steps``
     each row adds ``"optimized"`` (the optimization method's mean terms on ``optimize_photos`` of
     the photos, all by default; :func:`optimized_photos` picks them), ``"ratios"`` (network total
-    over optimized total, per optimized photo) and their median ``"ratio"``.
+    over optimized total, per optimized photo) and their median ``"ratio"``; ``optimize_cache``
+    keeps the optimization's figures for the next evaluation.
     """
     styles = evaluated_styles(model.styles)
     missing = [s for s in styles if s not in style_images]
@@ -117,9 +190,11 @@ def evaluate_model(
             ratios: list[float] = []
             for start in range(0, len(chosen), batch_size):
                 part = chosen[start : start + batch_size]
-                result = optimize_images(photos[part].to(device), loss=loss, style_grams=grams, steps=optimize_steps, method=optimize_method)
-                _accumulate(optimized, result.terms)
-                ratios += [totals[i] / float(t) for i, t in zip(part, result.terms.total)]
+                terms = _optimized_terms(photos[part].to(device), grams, loss=loss, steps=optimize_steps, method=optimize_method, cache=optimize_cache)
+                for t in terms:
+                    for key in ("content", "style", "total"):
+                        optimized[key] = optimized.get(key, 0.0) + t[key]
+                ratios += [totals[i] / t["total"] for i, t in zip(part, terms)]
                 if progress is not None:
                     progress(name)
             row["optimized"] = {**_mean_terms(optimized, len(chosen)), "photos": chosen}
@@ -213,6 +288,7 @@ def evaluate(
     optimize_steps: int = 0,
     optimize_method: str = "lbfgs",
     optimize_photos: int | None = None,
+    optimize_cache: OptimizedCache | None = None,
     model_name: str | None = None,
     photo_root: Path | None = None,
     progress: bool = False,
@@ -220,7 +296,7 @@ def evaluate(
     """The full report (``SCHEMA``, documented in ``docs/evaluate.md``) of ``model`` on the photo
     files (centre crops of ``size``) against each style's painting file (:func:`cin_style.data.find_paintings`):
     per-style losses (and the optimization method's, with ``optimize_steps``, on ``optimize_photos``
-    photos per style), style identification and the identity row's PSNR. Paintings are taken at
+    photos per style, kept in ``optimize_cache`` when given), style identification and the identity row's PSNR. Paintings are taken at
     the style size the model was trained with unless ``style_size`` is given; ``progress`` shows
     a progress bar."""
     from tqdm.auto import tqdm
@@ -233,7 +309,7 @@ def evaluate(
     with tqdm(total=batches * len(style_images), unit="batch", desc="evaluate", disable=not progress) as bar:
         styles = evaluate_model(
             model, tensors, style_images, loss=loss, batch_size=batch_size, optimize_steps=optimize_steps,
-            optimize_method=optimize_method, optimize_photos=optimize_photos, progress=lambda name: bar.update(1),
+            optimize_method=optimize_method, optimize_photos=optimize_photos, optimize_cache=optimize_cache, progress=lambda name: bar.update(1),
         )  # fmt: skip
     identity = identity_psnr(model, tensors, batch_size=batch_size)
     return {

@@ -31,12 +31,13 @@ __all__ = ["OPSET", "export_onnx", "weights_digest"]
 OPSET = 18
 
 
-def weights_digest(transformer: StyleTransformer) -> str:
-    """SHA-256 of the network's weights as float32 (names and values, in name order): an ONNX file
+def weights_digest(network: torch.nn.Module) -> str:
+    """SHA-256 of a network's weights as float32 (names and values, in name order): an ONNX file
     records the digest of the weights it was exported from, so that a stale graph is never used
-    in place of a model file (:meth:`cin_style.api.StyleModel.load`)."""
+    in place of a model file (:meth:`cin_style.api.StyleModel.load`); the evaluation cache names
+    the VGG-16 it used by it (:class:`cin_style.evaluate.OptimizedCache`)."""
     digest = hashlib.sha256()
-    for name, value in sorted(transformer.state_dict().items()):
+    for name, value in sorted(network.state_dict().items()):
         digest.update(name.encode())
         digest.update(value.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()

@@ -13,7 +13,7 @@ from PIL import Image
 from cin_style import PerceptualLoss, StyleModel, StyleTransformer
 from cin_style.data import load_center_crops, load_style_image
 from cin_style.images import find_images
-from cin_style.evaluate import SCHEMA, evaluate_model, optimized_photos
+from cin_style.evaluate import SCHEMA, OptimizedCache, evaluate_model, optimized_photos
 from cin_style.loss import LossConfig
 from cin_style.modelfile import write_model
 from cin_style.optimize import optimize_images
@@ -102,9 +102,14 @@ def test_evaluate_command_writes_the_documented_schema(tmp_path, data_root):
     model_file = write_model(tmp_path / "m.safetensors", _model(), styles, training={"steps": 3, "style_size": 64, "style_weight": 5.0})
     out = tmp_path / "eval" / "report.json"
     args = ["evaluate", "-m", model_file, "--content", data_root / "content" / "val", "--style-images", data_root / "styles"]
-    r = subprocess.run([CLI, *map(str, args), "--size", "64", "--limit", "2", "--optimize-steps", "2", "--optimize-photos", "1", "--json", out], capture_output=True, text=True)
+    args += ["--size", "64", "--limit", "2", "--optimize-steps", "2", "--optimize-photos", "1", "--optimize-cache", tmp_path / "cache"]
+    r = subprocess.run([CLI, *map(str, args), "--json", out], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "0 batch(es) from the cache, 2 computed" in r.stdout
     report = json.loads(out.read_text())
+    again = subprocess.run([CLI, *map(str, args), "--json", tmp_path / "again.json"], capture_output=True, text=True)
+    assert again.returncode == 0 and "2 batch(es) from the cache, 0 computed" in again.stdout, again.stderr[-3000:]
+    assert json.loads((tmp_path / "again.json").read_text())["styles"] == report["styles"]  # the same figures, read back
     assert report["schema"] == SCHEMA
     assert set(report) == {
         "schema", "model", "model_steps", "size", "num_photos", "photos", "loss", "vgg_weights", "optimize", "styles", "mean",
@@ -157,6 +162,45 @@ def test_ratio_is_the_network_total_over_the_optimized_total_per_photo(loss, dat
     row = evaluate_model(model, photos, paintings, loss=loss, batch_size=2, optimize_steps=1, optimize_photos=2)["durer_lion"]
     assert row["optimized"]["photos"] == [0, 1]
     assert row["ratios"] == pytest.approx([2.0, 2.0]) and row["ratio"] == pytest.approx(2.0)
+
+
+def test_the_optimization_cache_returns_what_was_computed_for_the_same_problem_only(loss, data_root, tmp_path, monkeypatch):
+    import cin_style.evaluate as evaluation
+
+    files = find_images(data_root / "content" / "val")[:2]
+    photos = load_center_crops(files, 48)
+    paintings = {"durer_lion": load_style_image(data_root / "styles" / "durer_lion.jpg", 48)}
+    model = StyleModel(_model(num_styles=1), ["durer_lion"], device="cpu")
+    calls = []
+    real = evaluation.optimize_images
+
+    def counted(batch, **kwargs):
+        calls.append(batch.shape[0])
+        return real(batch, **kwargs)
+
+    monkeypatch.setattr(evaluation, "optimize_images", counted)
+    cache = OptimizedCache(tmp_path / "cache")
+    first = evaluate_model(model, photos, paintings, loss=loss, optimize_steps=2, optimize_cache=cache)["durer_lion"]
+    second = evaluate_model(model, photos, paintings, loss=loss, optimize_steps=2, optimize_cache=cache)["durer_lion"]
+    assert calls == [2] and (cache.hits, cache.misses) == (1, 1)  # one batch of two photos, optimized once
+    assert second["optimized"] == first["optimized"] and second["ratios"] == first["ratios"]
+    direct = real(photos, loss=loss, style_grams=loss.style_grams(paintings["durer_lion"][None]), steps=2).terms
+    assert first["optimized"]["total"] == pytest.approx(direct.total.mean().item(), rel=1e-5)  # what the optimizer gives, not a stand-in
+
+    grams = loss.style_grams(paintings["durer_lion"][None])
+    key = cache.key(photos, grams, loss, steps=2, method="lbfgs")
+    assert key != cache.key(photos.flip(-1), grams, loss, steps=2, method="lbfgs")  # other pixels
+    assert key != cache.key(photos, {k: v * 1.001 for k, v in grams.items()}, loss, steps=2, method="lbfgs")  # another painting
+    assert key != cache.key(photos, grams, loss, steps=3, method="lbfgs")
+    assert key != cache.key(photos, grams, loss, steps=2, method="adam")
+    other = PerceptualLoss(num_styles=1, config=LossConfig(style_weight=loss.config.style_weight * 2), vgg=loss.vgg)
+    assert key != cache.key(photos, grams, other, steps=2, method="lbfgs")  # other loss weights
+
+    (cache.folder / f"{key}.json").write_text("{ damaged")  # a damaged entry is computed again
+    evaluate_model(model, photos, paintings, loss=loss, optimize_steps=2, optimize_cache=cache)
+    assert calls == [2, 2]
+    evaluate_model(model, photos, paintings, loss=loss, optimize_steps=2, optimize_cache=OptimizedCache(cache.folder, recompute=True))
+    assert calls == [2, 2, 2]
 
 
 def test_evaluate_without_paintings_is_a_clear_error(tmp_path, data_root):
