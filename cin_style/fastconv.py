@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["conv2d", "available", "direct", "enabled"]
+__all__ = ["conv2d", "available", "direct", "enabled", "eager_inference"]
 
 # A context variable, not a global: the app stylizes in worker threads, each with its own model's setting.
 _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("cin_style_fast_convolutions", default=True)
@@ -65,6 +65,19 @@ def direct(active: bool = True) -> Iterator[None]:
 NNPACK_MIN_PIXELS = 96 * 96
 
 
+def eager_inference(*tensors: Tensor) -> bool:
+    """Whether the tensors are computed eagerly and need no gradient: no autograd through them,
+    not inside ``torch.compile``, tracing or ONNX export. Only then may an operation take a
+    shortcut its graph could not hold (NNPACK here, in-place activations and strided copies
+    in :mod:`cin_style.model` and :mod:`cin_style.phase`)."""
+    return (
+        not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and not torch.onnx.is_in_onnx_export()
+    )
+
+
 def _nnpack_applies(x: Tensor, weight: Tensor, stride: int) -> bool:
     return (
         stride == 1
@@ -73,9 +86,7 @@ def _nnpack_applies(x: Tensor, weight: Tensor, stride: int) -> bool:
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
-        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-        and not torch.compiler.is_compiling()
-        and not torch.jit.is_tracing()
+        and eager_inference(x, weight)
         and enabled()
     )
 

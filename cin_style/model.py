@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .fastconv import conv2d
+from .fastconv import conv2d, eager_inference
 from .phase import upsample_conv3x3
 
 __all__ = [
@@ -213,8 +213,9 @@ class ConvCIN(nn.Module):
         return self.norm(self.convolve(x), style)
 
 
-#: A layer's activation after its norm; None: the layer's output is used as it is.
-Activation = Callable[[Tensor], Tensor] | None
+#: A layer's activation after its norm, called as ``act(y, inplace=...)`` (as ``F.relu``);
+#: None: the layer's output is used as it is.
+Activation = Callable[..., Tensor] | None
 
 
 @dataclass(frozen=True)
@@ -231,8 +232,14 @@ class Stage:
         y = x
         for layer, act in self.layers:
             y = layer(y, style)
-            y = act(y) if act is not None else y
-        return x + y if self.residual else y
+            # Every layer's output is a fresh tensor, so at inference the activation and the
+            # residual sum can overwrite it: no new buffer (at 512 px on a CPU, fresh buffers
+            # cost page faults as well as the writes).
+            if act is not None:
+                y = act(y, inplace=eager_inference(y))
+        if not self.residual:
+            return y
+        return y.add_(x) if eager_inference(x, y) else x + y
 
 
 class ResidualBlock(nn.Module):

@@ -102,6 +102,9 @@ def test_upsampling_layer_equals_upsample_reflect_pad_conv(shape):
     assert fast.shape == direct.shape
     assert torch.allclose(fast, direct, atol=1e-5)
     assert torch.allclose(fx, gx, atol=1e-4) and torch.allclose(fw, gw, atol=1e-4)
+    with torch.no_grad():  # inference interleaves the phases by one strided copy instead of stack + pixel_shuffle
+        inferred = layer.convolve(x)
+    assert torch.equal(inferred, fast)  # the same conv output, only copied differently: bit for bit
 
 
 def test_without_the_photo_skip_the_network_cannot_see_brightness_or_contrast():
@@ -154,3 +157,21 @@ def test_stages_describe_the_whole_network_once():
     for layer in layers:
         size = layer.output_size(size)
     assert size == (40, 32)
+
+
+def test_inference_overwrites_only_the_layers_own_outputs():
+    """At inference the activations and residual sums run in place (no new buffers); they must
+    give exactly the graph's values and leave the stage's input alone."""
+    torch.manual_seed(0)
+    net = StyleTransformer(num_styles=2, width=0.25).eval()
+    x = torch.rand(1, 3, 40, 48)
+    style = torch.tensor([[0.3, 0.7]])
+    for stage in net.stages():
+        graph = stage(x, style)  # the weights require grad: the autograd path, out of place
+        kept = x.clone()
+        with torch.no_grad():
+            inferred = stage(x, style)
+        assert graph.requires_grad and not inferred.requires_grad
+        assert torch.equal(inferred, graph.detach()) and torch.equal(x, kept)
+        x = inferred
+
