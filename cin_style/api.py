@@ -21,6 +21,7 @@ from .runtime import OnnxStyleModel
 from .stylizer import Stylizer
 from .color import preserve_color as _preserve_color
 from . import fastconv
+from .memory import keep_freed_memory
 from .fast import CompiledTransformer
 from .masks import MaskSource, check_mask_styles, mask_weights, stylize_regions
 from .styles import IDENTITY, StyleSpec, check_strength, style_weights
@@ -140,6 +141,8 @@ class StyleModel(Stylizer):
         super().__init__(styles, training=training, credits=credits)
         self.device = torch.device(device) if device is not None else _default_device()
         self.transformer = transformer.to(self.device).eval()
+        if self.device.type == "cpu":
+            keep_freed_memory()  # large layers reuse freed pages instead of faulting in new ones (cin_style.memory)
         self.compiled: CompiledTransformer | None = None
         #: The onnxruntime graph of these weights that whole CPU images run through (see :meth:`load`); None: PyTorch.
         self.runtime: OnnxStyleModel | None = None

@@ -1,0 +1,42 @@
+"""Freed memory kept for reuse on glibc (cin_style.memory), measured by real page faults."""
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc malloc setting")
+
+# Allocate, write and free a 64 MB tensor ten times, after one warm-up; print the page faults.
+SCRIPT = """
+import resource, torch
+from cin_style.memory import keep_freed_memory
+from cin_style import StyleModel, StyleTransformer
+if {through_model}:
+    StyleModel(StyleTransformer(num_styles=1, width=0.25), ["a"], device="cpu")
+else:
+    keep_freed_memory()
+faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+torch.ones(16 * 2**20)
+before = faults()
+for _ in range(10):
+    torch.ones(16 * 2**20)
+print(keep_freed_memory(), faults() - before)
+"""
+PAGES = 10 * 64 * 2**20 // 4096  # the pages ten fresh 64 MB blocks fault in
+
+
+def _faults(through_model: bool, keep: str) -> tuple[str, int]:
+    env = {**os.environ, "CIN_STYLE_KEEP_MEMORY": keep}
+    r = subprocess.run([sys.executable, "-c", SCRIPT.format(through_model=through_model)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    setting, count = r.stdout.split()
+    return setting, int(count)
+
+
+def test_a_cpu_model_makes_large_blocks_reuse_freed_pages():
+    assert _faults(True, "1") == ("True", pytest.approx(0, abs=PAGES // 20))  # StyleModel on a CPU applies it
+    setting, count = _faults(False, "0")  # switched off: malloc as it is, every block mmapped afresh
+    assert setting == "False" and count > PAGES // 2
