@@ -44,6 +44,8 @@ def replicate_pad(x: Tensor, pads: tuple[int, int, int, int]) -> Tensor:
     correctly for channels-last tensors (torch.compile's inductor, PyTorch 2.14, checks a wrong
     stride for ``replication_pad2d_backward``).
     """
+    if eager_inference(x):  # no backward to compile: the native kernel, one copy instead of two
+        return F.pad(x, pads, mode="replicate")
     left, right, top, bottom = pads
     rows = [x[..., :1, :]] * top + [x] + [x[..., -1:, :]] * bottom
     x = torch.cat(rows, dim=-2) if len(rows) > 1 else x
