@@ -4,10 +4,15 @@ glibc's ``malloc`` serves every block over 32 MB (and, until it has seen some fr
 block over 128 kB) with a fresh ``mmap`` and returns it to the kernel on ``free``. A network
 run on a 512 px image allocates and frees such blocks at every layer (one 32-channel map at
 512x512 is 32 MB), so every layer writes into new pages, and the kernel must fault in and zero
-each page first: about 130,000 page faults per 512 px image, a tenth of its CPU time on this
-project's 2-core machine (``benchmarks/RESULTS.md``). Asking ``malloc`` to take large blocks
-from its heap and to keep freed memory (``mallopt``: no mmap, no trimming) lets each layer
-reuse the pages the previous one freed.
+each page first: about 130,000 page faults per 512 px image, and a 512 px image took about
+a sixth longer on this project's 2-core machine. Asking ``malloc`` to take large blocks from
+its heap and to keep freed memory (``mallopt``: no mmap, no trimming) lets each layer reuse
+the pages the previous one freed.
+
+The command line gets most of this another way: it sets ``THP_MEM_ALLOC_ENABLE=1`` before
+PyTorch loads, so large tensors sit on 2 MB pages (512 times fewer faults). PyTorch reads that
+variable once, when it is imported, so a script or notebook that imported ``torch`` before
+``cin_style`` cannot have it; this setting works whenever it is made.
 
 It is a process-wide setting, so it is applied only where this package runs the network on a
 CPU (:class:`~cin_style.api.StyleModel`) and only once; its cost is that the process keeps its
