@@ -9,10 +9,12 @@ weights: only its speed matters) runs in the same way.
     python -m benchmarks.cpu_paths --model cin_style/models/paintings.safetensors --out runs/bench/cpu_paths.json
 
 Paths: ``pytorch`` (float32 eager with PyTorch's direct convolutions, ``--engine torch``; the
-tiles' memory bound above 2 megapixels), ``pytorch-nnpack`` (the same with NNPACK's Winograd and
-FFT convolutions, :mod:`cin_style.fastconv`: the default engine), ``pytorch-bf16``
-(autocast), ``pytorch-compile`` (``torch.compile``, float32), ``onnxruntime`` (the exported
-graph, float32), ``onnxruntime-int8`` (its weights quantized dynamically), ``reference``.
+tiles' memory bound above 2 megapixels), ``default`` (``engine="auto"``, what ``StyleModel`` and
+``cin-style stylize`` do on this CPU: one of the next two), ``pytorch-nnpack`` (float32 with
+NNPACK's Winograd and FFT convolutions, :mod:`cin_style.fastconv`), ``pytorch-bf16`` (bfloat16
+autocast with PyTorch's direct convolutions; fast only where the CPU has native bfloat16),
+``pytorch-compile`` (``torch.compile``, float32), ``onnxruntime`` (the exported graph,
+float32), ``onnxruntime-int8`` (its weights quantized dynamically), ``reference``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 SIZES = {"512x512": (512, 512), "1920x1080": (1920, 1080)}
-PATHS = ["pytorch", "pytorch-nnpack", "pytorch-bf16", "pytorch-compile", "onnxruntime", "onnxruntime-int8", "reference"]
+PATHS = ["pytorch", "default", "pytorch-nnpack", "pytorch-bf16", "pytorch-compile", "onnxruntime", "onnxruntime-int8", "reference"]
 #: Paths too slow or too costly to compile at every size on a 2-core CPU: measured at 512x512 only.
 SMALL_ONLY = {"pytorch-bf16", "pytorch-compile"}
 STYLE = 3
@@ -64,20 +66,13 @@ def _runner(path: str, model_file: Path, onnx_file: Path):
 
         model = OnnxStyleModel.load(onnx_file if path == "onnxruntime" else onnx_file.with_suffix(".int8.onnx"))
         return lambda image: model.stylize(image, STYLE)
-    import torch
-
     from cin_style.api import StyleModel
 
-    model = StyleModel.load(model_file, device="cpu", engine="auto" if path == "pytorch-nnpack" else "torch")
+    model = StyleModel.load(model_file, device="cpu", engine="torch" if path in ("pytorch", "pytorch-compile") else "auto")
     if path == "pytorch-compile":
         model.accelerate(dtype=None, channels_last=False)
-    if path == "pytorch-bf16":
-
-        def bf16(image):
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return model.stylize(image, STYLE)
-
-        return bf16
+    if path in ("pytorch-nnpack", "pytorch-bf16"):  # the two paths engine="auto" chooses between, each forced
+        model.bf16 = path == "pytorch-bf16"
     return lambda image: model.stylize(image, STYLE)
 
 

@@ -70,9 +70,10 @@ DEFAULT_TILE = 256
 CPU_WHOLE_PIXEL_LIMIT = 2_000_000
 
 
-#: How :meth:`StyleModel.load` runs images on a CPU: ``auto`` (the fastest here: PyTorch with
-#: NNPACK's Winograd and FFT convolutions, :mod:`cin_style.fastconv`), ``onnx`` (the ONNX twin
-#: through onnxruntime) or ``torch`` (PyTorch's direct float32 convolutions, the exact reference).
+#: How :meth:`StyleModel.load` runs images on a CPU: ``auto`` (the fastest measured for this
+#: CPU: bfloat16 autocast where the CPU multiplies bfloat16 natively, else PyTorch with NNPACK's
+#: Winograd and FFT convolutions, :mod:`cin_style.fastconv`), ``onnx`` (the ONNX twin through
+#: onnxruntime) or ``torch`` (PyTorch's direct float32 convolutions, the exact reference).
 ENGINES = ("auto", "onnx", "torch")
 
 
@@ -148,16 +149,21 @@ class StyleModel(Stylizer):
         self.runtime: OnnxStyleModel | None = None
         #: True: PyTorch's direct convolutions only (``engine="torch"``); False: NNPACK's where they apply (:mod:`cin_style.fastconv`).
         self.exact = False
+        #: True: whole images on a CPU run under bfloat16 autocast (``engine="auto"`` on a CPU with native bfloat16).
+        self.bf16 = False
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | torch.device | None = None, engine: str = "auto") -> StyleModel:
         """Load a ``.safetensors`` model file (or a Lightning ``.ckpt``, read with weights_only).
 
         ``engine`` (what runs on a CPU; ``benchmarks/RESULTS.md`` has the measurements):
-        ``"auto"`` runs PyTorch with NNPACK's Winograd and FFT convolutions (:mod:`cin_style.fastconv`),
-        the fastest here, or, on a PyTorch without NNPACK, the ONNX graph exported from the same
-        weights beside the model file when it is there (``cin-style export MODEL -o MODEL.onnx``;
-        the bundled model ships with one). ``"onnx"`` requires that graph and runs whole images
+        ``"auto"`` picks the fastest path measured for the CPU it runs on. Where the CPU multiplies
+        bfloat16 natively (AMX or AVX-512 BF16, :func:`cin_style.fastconv.native_bf16`), whole
+        images run under bfloat16 autocast (about 54 dB PSNR against float32). Elsewhere it runs
+        float32 PyTorch with NNPACK's Winograd and FFT convolutions (:mod:`cin_style.fastconv`),
+        or, on a PyTorch without NNPACK, the ONNX graph exported from the same weights beside
+        the model file when it is there (``cin-style export MODEL -o MODEL.onnx``; the bundled
+        model ships with one). ``"onnx"`` requires that graph and runs whole images
         through onnxruntime. ``"torch"`` runs PyTorch's direct float32 convolutions only: the
         exact reference. Regions, exact tiles, GPUs and :meth:`accelerate` always run PyTorch.
         """
@@ -167,7 +173,8 @@ class StyleModel(Stylizer):
         model = cls(loaded.transformer, loaded.styles, training=loaded.training, credits=loaded.credits, device=device)
         model.source = str(path)
         model.exact = engine == "torch"
-        if engine == "onnx" or (engine == "auto" and not fastconv.available()):
+        model.bf16 = engine == "auto" and model.device.type == "cpu" and fastconv.native_bf16()
+        if engine == "onnx" or (engine == "auto" and not model.bf16 and not fastconv.available()):
             model.runtime = _onnx_twin(Path(path), model, required=engine == "onnx")
         return model
 
@@ -244,6 +251,10 @@ class StyleModel(Stylizer):
         try:
             if self.compiled is not None:
                 return self.compiled(batch, w)
+            if self.bf16 and batch.device.type == "cpu":
+                # oneDNN's bfloat16 convolutions (AMX, AVX-512 BF16); NNPACK would run float32 inside autocast.
+                with fastconv.direct(), torch.autocast("cpu", dtype=torch.bfloat16):
+                    return self.transformer(batch, w).float()
             return self.transformer(batch, w)
         except Exception as err:  # noqa: BLE001 - only out-of-memory errors are handled, the rest re-raised
             if not _is_out_of_memory(err):

@@ -36,13 +36,14 @@ class CommandError(Exception):
     """A problem to report in one line, without a traceback."""
 
 
-def _load_model(args, *, onnx: bool = False):
-    """The model named by -m (or the bundled one); an ONNX file only for the commands that take one."""
+def _load_model(args, *, onnx: bool = False, engine: str | None = None):
+    """The model named by -m (or the bundled one); an ONNX file only for the commands that take one.
+    ``engine``: the command's own choice, else ``--engine`` where the command has it, else auto."""
     from .stylizer import load_model
 
     if not onnx and args.model is not None and Path(args.model).suffix.lower() == ".onnx":
         raise CommandError(f"ONNX files serve 'cin-style stylize' and 'styles'; give the .safetensors model to '{args.command}'")
-    return load_model(args.model, device=getattr(args, "device", None), engine=getattr(args, "engine", "auto"))
+    return load_model(args.model, device=getattr(args, "device", None), engine=engine or getattr(args, "engine", "auto"))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -178,7 +179,9 @@ def _evaluate(args) -> int:
 
     if args.json is not None:
         check_output(args.json, folder=False, suffixes={".json"})
-    model = _load_model(args)
+    # The network as trained, in exact float32, whichever engine is fastest on this machine: the
+    # gates' figures must not depend on whether the CPU has bfloat16 (cin_style.api.ENGINES).
+    model = _load_model(args, engine="torch")
     options = {k: getattr(args, k) for k in ("limit", "size", "style_size", "batch_size", "optimize_steps", "optimize_photos")}
     cache = OptimizedCache(args.optimize_cache, recompute=args.recompute) if args.optimize_steps else None
     report = evaluate_folder(model, args.content, args.style_images, **options, optimize_method=args.method, optimize_cache=cache, progress=True)

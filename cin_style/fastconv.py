@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["conv2d", "available", "direct", "enabled", "eager_inference"]
+__all__ = ["conv2d", "available", "direct", "enabled", "eager_inference", "native_bf16"]
 
 # A context variable, not a global: the app stylizes in worker threads, each with its own model's setting.
 _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("cin_style_fast_convolutions", default=True)
@@ -42,6 +42,16 @@ def available() -> bool:
         return bool(torch._nnpack_available())  # also initializes NNPACK, which its convolutions need first
     except (AttributeError, RuntimeError):
         return False
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AMX tiles or AVX-512 BF16). There oneDNN's
+    bfloat16 convolutions beat any float32 algorithm, NNPACK's included, which has no AVX-512
+    kernels; elsewhere bfloat16 autocast is emulated and many times slower than float32."""
+    cpu = torch.cpu
+    checks = (getattr(cpu, "_is_amx_tile_supported", None), getattr(cpu, "_is_avx512_bf16_supported", None))
+    return any(check is not None and bool(check()) for check in checks)
 
 
 def enabled() -> bool:

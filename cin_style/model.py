@@ -294,7 +294,9 @@ class PhotoSkip(nn.Module):
         """Output images from the last layer's ``logits`` and the ``images`` (same size) they were made from."""
         gain = blend_rows(resize_style_map(style, self.num_styles, tuple(images.shape[-2:])), self.gain)
         photo = torch.logit(images.float().clamp(self.eps, 1 - self.eps))
-        return torch.sigmoid(logits + (gain * photo).to(logits.dtype))
+        # In float32 even under autocast: in bfloat16 the photo's logits (up to +-6.9) keep 8 bits,
+        # which alone would cost the identity row (the photo given back) most of its PSNR.
+        return torch.sigmoid(logits.float() + gain.float() * photo)
 
 
 @dataclass(frozen=True)

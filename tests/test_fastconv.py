@@ -65,14 +65,36 @@ def test_direct_is_local_to_its_thread():
 
 
 @needs_nnpack
-def test_the_default_cpu_engine_paints_what_exact_pytorch_paints(data_root):
+def test_the_default_cpu_engine_paints_what_exact_pytorch_paints(data_root, monkeypatch):
     """The bundled model, auto (NNPACK) against --engine torch (direct float32): the same picture."""
+    monkeypatch.setattr(fastconv, "native_bf16", lambda: False)  # as on a CPU without native bfloat16
     photo = Image.open(data_root / "content" / "val" / "kodim05.jpg").convert("RGB").resize((384, 256))
     fast = StyleModel.load(pretrained_path(), device="cpu")
     exact = StyleModel.load(pretrained_path(), device="cpu", engine="torch")
-    assert not fast.exact and fast.runtime is None and exact.exact
+    assert not fast.exact and not fast.bf16 and fast.runtime is None and exact.exact
     a, b = fast.stylize(photo, "hokusai_great_wave"), exact.stylize(photo, "hokusai_great_wave")
     assert float(psnr(to_tensor(a)[None], to_tensor(b)[None])) > 60.0  # measured: about 95 dB
     x = to_tensor(photo)[None]
     raw_fast, raw_exact = fast.stylize_tensor(x, fast.weights("durer_lion")), exact.stylize_tensor(x, exact.weights("durer_lion"))
     assert not torch.equal(raw_fast, raw_exact)  # the fast path really ran
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_uses_bfloat16_exactly_where_the_cpu_has_it(data_root, monkeypatch, native):
+    """On a CPU with native bfloat16 (AMX, AVX-512 BF16) the default engine autocasts whole images
+    to bfloat16: within the issue's 40 dB of float32, and the identity row still gives the photo
+    back (the photo skip stays float32). Forced here, so that it runs on every CPU (where bfloat16
+    is emulated it is only slow)."""
+    monkeypatch.setattr(fastconv, "native_bf16", lambda: native)
+    model = StyleModel.load(pretrained_path(), device="cpu")
+    exact = StyleModel.load(pretrained_path(), device="cpu", engine="torch")
+    assert model.bf16 is native and not exact.bf16
+    if not native:
+        return
+    x = to_tensor(Image.open(data_root / "content" / "val" / "kodim05.jpg").convert("RGB").resize((192, 128)))[None]
+    for style in ("hokusai_great_wave", "van_gogh_starry_night"):
+        fast, reference = model.stylize_tensor(x, model.weights(style)), exact.stylize_tensor(x, exact.weights(style))
+        assert fast.dtype == torch.float32 and not torch.equal(fast, reference)  # bfloat16 really ran
+        assert float(psnr(fast, reference)) > 40.0  # measured: about 54 dB at 512 px
+    assert float(psnr(model.stylize_tensor(x, model.weights("identity")), x)) > 40.0
+
