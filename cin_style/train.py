@@ -33,7 +33,7 @@ from .modelfile import read_model
 from .module import StyleTransferModule
 from .styles import IDENTITY
 
-__all__ = ["main", "train", "TrainingConfigError", "init_from", "export_run_model", "AtomicCheckpointIO", "LastStepCheckpoint", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard", "StopOnSignal"]
+__all__ = ["main", "train", "auto_precision", "TrainingConfigError", "init_from", "export_run_model", "AtomicCheckpointIO", "LastStepCheckpoint", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard", "StopOnSignal"]
 
 
 #: print, in the first process of a distributed run only.
@@ -282,13 +282,26 @@ def export_run_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *, m
     return write_model(out, loaded.transformer, loaded.styles, training=loaded.training, credits=credits)
 
 
+def auto_precision(accelerator: str) -> str:
+    """What ``trainer.precision=auto`` means on this machine: ``bf16-mixed`` where the hardware
+    multiplies bfloat16 natively (a CUDA GPU that supports it; a CPU with AMX or AVX-512 BF16,
+    :func:`cin_style.fastconv.native_bf16`), else ``32-true`` (on other CPUs bfloat16 is
+    emulated, 16 times slower than float32 on the project's AMD EPYC; ``benchmarks/RESULTS.md``)."""
+    from .fastconv import native_bf16
+
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+    return "bf16-mixed" if native_bf16() else "32-true"
+
+
 def _slow_cpu_bf16(trainer: L.Trainer) -> bool:
     """Whether the run autocasts to bfloat16 on a CPU that has no native bfloat16 arithmetic."""
     from lightning.pytorch.accelerators import CPUAccelerator
 
+    from .fastconv import native_bf16
+
     bf16 = "bf16" in str(getattr(trainer.precision_plugin, "precision", ""))
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return bf16 and isinstance(trainer.accelerator, CPUAccelerator) and not native
+    return bf16 and isinstance(trainer.accelerator, CPUAccelerator) and not native_bf16()
 
 
 def _logger(run_dir: Path):
@@ -356,8 +369,13 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     )
     throughput, stopper = Throughput(), StopOnSignal()
     callbacks = [checkpoint, throughput, SampleGridWriter(run_dir / "samples", num_images=cfg.sample_images), NonFiniteLossGuard(), stopper, DataRecord(data, base_style_files=base.training.get("style_files") if base else None)]
+    trainer_cfg = cfg.trainer
+    if str(trainer_cfg.get("precision")) == "auto":
+        precision = auto_precision(str(trainer_cfg.get("accelerator", "auto")))
+        trainer_cfg = OmegaConf.merge(trainer_cfg, {"precision": precision})
+        _say(f"trainer.precision=auto: {precision} on this machine")
     trainer: L.Trainer = instantiate(
-        cfg.trainer, default_root_dir=str(run_dir), logger=_logger(run_dir), callbacks=callbacks, plugins=[AtomicCheckpointIO()]
+        trainer_cfg, default_root_dir=str(run_dir), logger=_logger(run_dir), callbacks=callbacks, plugins=[AtomicCheckpointIO()]
     )
 
     if _slow_cpu_bf16(trainer):

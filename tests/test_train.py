@@ -75,7 +75,7 @@ def test_smoke_experiment_trains_end_to_end(tmp_path, data_root):
     run_cli("export", str(run / "checkpoints" / "last.ckpt"), "-o", str(tmp_path / "smoke.safetensors"), cwd=tmp_path)
     from cin_style import StyleModel
 
-    exported = StyleModel.load(tmp_path / "smoke.safetensors", device="cpu")
+    exported = StyleModel.load(tmp_path / "smoke.safetensors", device="cpu", engine="torch")
     assert exported.styles == ["great_wave", "starry_night"] and exported.training["steps"] == 80
     w = torch.tensor([[0.25, 0.75]]).expand(batch.shape[0], 2)
     with torch.no_grad():
@@ -151,12 +151,28 @@ def test_max_time_is_a_plain_key_that_stops_with_a_checkpoint(tmp_path, data_roo
     run = tmp_path / "run"
     done = run_cli(
         "train", "experiment=smoke", *fast_overrides, f"data_root={data_root}", f"hydra.run.dir={run}",
-        "trainer.max_steps=100000", "trainer.max_time=00:00:00:03", "checkpoint_every=100000", cwd=tmp_path,
+        "trainer.max_steps=100000", "trainer.max_time=00:00:00:03", "checkpoint_every=100000", "trainer.precision=auto", cwd=tmp_path,
     )  # fmt: skip
+    from cin_style.train import auto_precision
+
+    assert f"trainer.precision=auto: {auto_precision('cpu')} on this machine" in done.stdout  # resolved before Lightning sees it
     steps = int(done.stdout.split("finished ")[1].split(" steps")[0])
     assert 1 <= steps < 100000 and "max_time" in done.stdout + done.stderr
     saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == steps and (run / "model.safetensors").is_file()
+
+
+def test_precision_auto_is_bf16_only_where_the_hardware_multiplies_it(monkeypatch):
+    from cin_style import fastconv
+    from cin_style.train import auto_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
+        monkeypatch.setattr(fastconv, "native_bf16", lambda native=native: native)
+        assert auto_precision("cpu") == auto_precision("auto") == expected
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert auto_precision("gpu") == "32-true"  # an old GPU: no bf16, whatever the CPU has
 
 
 def test_init_model_copies_rows_by_style_name():
