@@ -39,10 +39,14 @@ class StylizeModule(L.LightningModule):
         self.styles = list(model.styles)
         self.style = style
         self.options = dict(options or {})
+        # The engine the caller's model chose (cin_style.api.ENGINES), so that each process paints
+        # as the one-process path does; bfloat16 applies on a CPU only.
+        self.exact, self.bf16 = model.exact, model.bf16
         self._styler: StyleModel | None = None
 
     def on_predict_start(self) -> None:
         self._styler = StyleModel(self.transformer, self.styles, device=self.device)
+        self._styler.exact, self._styler.bf16 = self.exact, self.bf16 and self.device.type == "cpu"
 
     def predict_step(self, batch: tuple[int, Any], batch_idx: int) -> tuple[int, Any]:
         index, photo = batch

@@ -201,7 +201,8 @@ def test_a_stale_or_missing_twin_is_never_used(twin_folder, tmp_path, monkeypatc
     from cin_style.modelfile import ModelFileError
 
     assert StyleModel.load(twin_folder / "paintings.safetensors", device="cpu").runtime is None or not fastconv.available()
-    monkeypatch.setattr(fastconv, "available", lambda: False)  # a PyTorch without NNPACK: auto turns to the twin
+    monkeypatch.setattr(fastconv, "native_bf16", lambda: False)  # a CPU without native bfloat16,
+    monkeypatch.setattr(fastconv, "available", lambda: False)  # and a PyTorch without NNPACK: auto turns to the twin
     assert StyleModel.load(twin_folder / "paintings.safetensors", device="cpu").runtime is not None
 
     other = read_model(pretrained_path())

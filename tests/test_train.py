@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from cin_style import fastconv
 from cin_style.data import ContentImages
 from cin_style.images import find_images
 from cin_style.modelfile import read_model
@@ -78,7 +79,7 @@ def test_smoke_experiment_trains_end_to_end(tmp_path, data_root):
     exported = StyleModel.load(tmp_path / "smoke.safetensors", device="cpu", engine="torch")
     assert exported.styles == ["great_wave", "starry_night"] and exported.training["steps"] == 80
     w = torch.tensor([[0.25, 0.75]]).expand(batch.shape[0], 2)
-    with torch.no_grad():
+    with torch.no_grad(), fastconv.direct():  # exact float32 on both sides
         assert torch.equal(exported.stylize_tensor(batch, w), trained.transformer(batch, w))
 
 
