@@ -159,7 +159,7 @@ class StyleModel(Stylizer):
         ``engine`` (what runs on a CPU; ``benchmarks/RESULTS.md`` has the measurements):
         ``"auto"`` picks the fastest path measured for the CPU it runs on. Where the CPU multiplies
         bfloat16 natively (AMX or AVX-512 BF16, :func:`cin_style.fastconv.native_bf16`), whole
-        images run under bfloat16 autocast (about 54 dB PSNR against float32). Elsewhere it runs
+        images run under bfloat16 autocast (about 58 dB PSNR against float32 at 512 px). Elsewhere it runs
         float32 PyTorch with NNPACK's Winograd and FFT convolutions (:mod:`cin_style.fastconv`),
         or, on a PyTorch without NNPACK, the ONNX graph exported from the same weights beside
         the model file when it is there (``cin-style export MODEL -o MODEL.onnx``; the bundled

@@ -95,6 +95,6 @@ def test_auto_uses_bfloat16_exactly_where_the_cpu_has_it(data_root, monkeypatch,
     for style in ("hokusai_great_wave", "van_gogh_starry_night"):
         fast, reference = model.stylize_tensor(x, model.weights(style)), exact.stylize_tensor(x, exact.weights(style))
         assert fast.dtype == torch.float32 and not torch.equal(fast, reference)  # bfloat16 really ran
-        assert float(psnr(fast, reference)) > 40.0  # measured: about 54 dB at 512 px
+        assert float(psnr(fast, reference)) > 40.0  # measured: about 56-58 dB
     assert float(psnr(model.stylize_tensor(x, model.weights("identity")), x)) > 40.0
 
