@@ -96,6 +96,9 @@ def _nnpack_applies(x: Tensor, weight: Tensor, stride: int) -> bool:
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
+        # Under CPU autocast the caller asked for bfloat16 convolutions (training's validation
+        # under bf16-mixed): a float32 NNPACK result there would meet bf16 gamma/beta.
+        and not torch.is_autocast_enabled("cpu")
         and eager_inference(x, weight)
         and enabled()
     )

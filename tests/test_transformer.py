@@ -175,3 +175,23 @@ def test_inference_overwrites_only_the_layers_own_outputs():
         assert torch.equal(inferred, graph.detach()) and torch.equal(x, kept)
         x = inferred
 
+
+
+def test_bf16_autocast_without_gradients_matches_training_mode():
+    """Training's validation runs the transformer under bf16 autocast and inference mode. Above
+    NNPACK's size floor the convolutions once left autocast for float32 NNPACK, whose output
+    then met bf16 gamma/beta in the norm's kernel: run 9 of the bundled model died at its first
+    validation (step 300). Both modes must compute the same bf16 network."""
+    torch.manual_seed(0)
+    net = StyleTransformer(num_styles=3).eval()
+    size = 128
+    assert size * size >= fastconv.NNPACK_MIN_PIXELS
+    x = torch.rand(2, 3, size, size)
+    style = one_hot_styles(torch.tensor([0, 2]), 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.enable_grad():
+            trained = net(x, style).detach()
+        with torch.inference_mode():
+            inferred = net(x, style)
+    assert inferred.dtype == trained.dtype == torch.float32
+    torch.testing.assert_close(inferred, trained, atol=2e-2, rtol=0)
