@@ -54,9 +54,14 @@ def _mean_terms(sums: dict[str, float], count: int) -> dict[str, float]:
     return {k: v / count for k, v in sums.items()}
 
 
-def _accumulate(sums: dict[str, float], terms) -> None:
-    for key, value in (("content", terms.content), ("style", terms.style), ("total", terms.total)):
-        sums[key] = sums.get(key, 0.0) + float(value.double().sum())
+_TERMS = ("content", "style", "total")
+
+
+def _accumulate(sums: dict[str, float], terms: Mapping[str, float]) -> None:
+    """Adds one result's content, style and total figures to ``sums`` (the network's batch
+    sums and the optimization method's per-photo figures alike)."""
+    for key in _TERMS:
+        sums[key] = sums.get(key, 0.0) + terms[key]
 
 
 class OptimizedCache:
@@ -178,7 +183,7 @@ def evaluate_model(
                 output = model.stylize_tensor(batch, weights, tile=0)
                 terms = loss(output, batch, style_grams=grams)
                 output_grams = terms.grams if terms.grams is not None else loss.style_grams(output)  # style weight 0
-            _accumulate(sums, terms)
+            _accumulate(sums, {key: float(getattr(terms, key).double().sum()) for key in _TERMS})
             totals += terms.total.tolist()
             nearest += [styles[n] for n in gram_distances(output_grams, targets).argmin(dim=1).tolist()]
             if progress is not None:
@@ -192,8 +197,7 @@ def evaluate_model(
                 part = chosen[start : start + batch_size]
                 terms = _optimized_terms(photos[part].to(device), grams, loss=loss, steps=optimize_steps, method=optimize_method, cache=optimize_cache)
                 for t in terms:
-                    for key in ("content", "style", "total"):
-                        optimized[key] = optimized.get(key, 0.0) + t[key]
+                    _accumulate(optimized, t)
                 ratios += [totals[i] / t["total"] for i, t in zip(part, terms)]
                 if progress is not None:
                     progress(name)
