@@ -138,8 +138,7 @@ class ConditionalInstanceNorm2d(nn.Module):
         network. The kernel accumulates its statistics in float32 whatever the input's dtype.
         """
         b, c, h, w = x.shape
-        # The kernel takes float32 affine with a bf16 input, never a bf16 affine with a float32 one.
-        gamma, beta = (t.reshape(b * c).to(torch.float32 if x.dtype == torch.float32 else t.dtype) for t in self.affine(style_map))
+        gamma, beta = (t.reshape(b * c) for t in self.affine(style_map))
         mean, var = (None, None) if statistics is None else (s.reshape(b * c).float() for s in statistics)
         y = F.batch_norm(x.reshape(1, b * c, h, w), mean, var, gamma, beta, training=statistics is None, eps=self.eps)
         return y.reshape(b, c, h, w)
