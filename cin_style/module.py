@@ -9,6 +9,8 @@ saves them (the training script's callback).
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +26,13 @@ from .stability import perturb, stability_loss
 from .styles import IDENTITY
 
 __all__ = ["StyleTransferModule"]
+
+
+def lr_factor(step: int, decay_steps: int, final_fraction: float) -> float:
+    """The learning rate's share at ``step``: 1 at step 0, a half cosine down to ``final_fraction``
+    at ``decay_steps``, then ``final_fraction``."""
+    done = min(step, decay_steps) / decay_steps
+    return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * done))
 
 
 class StyleTransferModule(L.LightningModule):
@@ -44,6 +53,11 @@ class StyleTransferModule(L.LightningModule):
             so at 1e-3 the rows need thousands of steps to travel the O(1) distances that tell
             styles apart while the shared convolutions are already converging; a larger rate lets
             the styles separate sooner.
+        lr_decay_steps: lower both learning rates along a half cosine over this many steps, to
+            ``final_lr_fraction`` of their values, and keep them there (default: constant). A
+            network's loss at a constant rate sits on a noise floor that Adam's step size sets;
+            lowering the rate at the end of a run lets it settle below that floor.
+        final_lr_fraction: the learning rates' share left after ``lr_decay_steps``.
         style_sampling: ``"uniform"`` draws each sample's style at random; ``"cycle"``
             assigns styles in turn so every style is seen equally often.
         identity_weight: weight of the pixel MSE that trains the ``"identity"`` row (when
@@ -76,6 +90,8 @@ class StyleTransferModule(L.LightningModule):
         style_multipliers: Mapping[str, float] | None = None,
         lr: float = 1e-3,
         style_lr: float | None = None,
+        lr_decay_steps: int | None = None,
+        final_lr_fraction: float = 0.1,
         style_sampling: str = "uniform",
         identity_weight: float = 1000.0,
         identity_share: float | None = None,
@@ -95,6 +111,10 @@ class StyleTransferModule(L.LightningModule):
             raise ValueError(f"style_sampling must be 'uniform' or 'cycle', got {style_sampling!r}")
         if not 0 <= frozen_styles < len(style_names):
             raise ValueError(f"frozen_styles must leave at least one of the {len(style_names)} styles to train, got {frozen_styles}")
+        if lr_decay_steps is not None and lr_decay_steps < 1:
+            raise ValueError(f"lr_decay_steps must be a positive number of steps or None, got {lr_decay_steps}")
+        if not 0 < final_lr_fraction <= 1:
+            raise ValueError(f"final_lr_fraction must be in (0, 1], got {final_lr_fraction}")
         if identity_share is not None:
             if IDENTITY not in style_names[frozen_styles:] or len(style_names) - frozen_styles < 2:
                 raise ValueError("identity_share needs a trained identity row and at least one trained style beside it")
@@ -229,6 +249,8 @@ class StyleTransferModule(L.LightningModule):
         means = terms.means()
         self.log_dict({f"train/{k}": v for k, v in means.items()}, prog_bar=False, batch_size=batch.shape[0])
         self.log("loss", means["total"], prog_bar=True, logger=False, batch_size=batch.shape[0])
+        if self.hparams.lr_decay_steps is not None:  # where the schedule stands (the shared convolutions' rate)
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=batch.shape[0])
         total = terms.total.detach()
         for s in drawn.unique().tolist():
             picked = drawn == s
@@ -256,13 +278,17 @@ class StyleTransferModule(L.LightningModule):
             rows += [image.unsqueeze(0), self.transformer(batch, styles)]
         return make_grid(torch.cat(rows).float().cpu(), nrow=self.num_styles + 1, padding=2, pad_value=1.0)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         tables = self.transformer.style_tables()
         trainable = [(name, p) for name, p in self.transformer.named_parameters() if p.requires_grad]
         rows = [p for name, p in trainable if name in tables]
         convs = [p for name, p in trainable if name not in tables]
         groups = [{"params": convs, "lr": self.hparams.lr}] if convs else []
-        return torch.optim.Adam([*groups, {"params": rows, "lr": self.style_lr}], lr=self.hparams.lr)
+        optimizer = torch.optim.Adam([*groups, {"params": rows, "lr": self.style_lr}], lr=self.hparams.lr)
+        if self.hparams.lr_decay_steps is None:
+            return optimizer
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, self.hparams.lr_decay_steps, self.hparams.final_lr_fraction))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # The frozen VGG-16 is rebuilt from its own weights file; keeping 30-60 MB of it in every
     # checkpoint would only make checkpoints large.

@@ -342,6 +342,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         style_multipliers=dict(zip(data.style_names, data.style_multipliers)),
         lr=cfg.optim.lr,
         style_lr=cfg.optim.style_lr,
+        lr_decay_steps=cfg.optim.get("decay_steps"),
+        final_lr_fraction=cfg.optim.get("final_fraction", 0.1),
         frozen_styles=len(old_styles),
         seed=cfg.seed,
     )

@@ -1,10 +1,12 @@
 import shutil
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cin_style.data import ContentImages, StyleTransferDataModule, load_paintings
-from cin_style.images import find_images
+from cin_style.images import find_images, load_image
 
 
 def test_content_crops_flips_and_fixed_validation(data_root):
@@ -66,3 +68,45 @@ def test_style_images_loaded_at_style_size(data_root):
 def test_empty_content_is_an_error():
     with pytest.raises(ValueError):
         ContentImages([], image_size=16, train=True)
+
+
+def _textured(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A painting-like picture: noise with strokes, nowhere flat."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(40, 220, size=(height, width, 3)).astype(np.uint8)
+
+
+def test_trim_frame_removes_a_frame_and_keeps_skies_and_margins():
+    from cin_style.data import trim_frame
+
+    picture = _textured(240, 200)
+    framed = np.zeros((200 + 14, 240 + 11, 3), np.uint8)  # black frame: 6 px top, 8 bottom, 5 left, 6 right
+    framed[6:206, 5:245] = picture
+    trimmed = trim_frame(Image.fromarray(framed))
+    # The flat band and the first line after it (the step, which JPEG blurs with the frame) go.
+    assert trimmed.size == (251 - 6 - 7, 214 - 7 - 9)
+    assert np.array_equal(np.asarray(trimmed), picture[1:-1, 1:-1])
+
+    # A sky that fades into the picture is part of it: a flat dark top band whose next lines
+    # change slowly, not in a step.
+    sky = _textured(120, 200)
+    sky[:20] = np.linspace(20, 60, 20).astype(np.uint8)[:, None, None]
+    assert trim_frame(Image.fromarray(sky)).size == (120, 200)
+    # A flat band deeper than 5 % of the side (a paper margin) stays, and so does a flat image.
+    margin = _textured(120, 100)
+    margin[:, :10] = 240
+    assert trim_frame(Image.fromarray(margin)).size == (120, 100)
+    assert trim_frame(Image.new("RGB", (50, 40), (200, 10, 10))).size == (50, 40)
+
+
+def test_paintings_are_loaded_without_their_frame(data_root):
+    """Starry Night's file carries a black frame 6-8 px deep (the outer 5 px average 0.4 of 255):
+    its style targets are taken from the painting inside it, for training and evaluation alike."""
+    from cin_style.data import load_style_image, trim_frame
+
+    path = data_root / "styles" / "van_gogh_starry_night.jpg"
+    assert trim_frame(load_image(path)).size == (752 - 9 - 10, 600 - 10 - 10)
+    image = load_style_image(path, 256)
+    assert image.shape == (3, 256, round(733 * 256 / 580))
+    border = torch.cat([image[:, :2].flatten(1), image[:, -2:].flatten(1), image[:, :, :2].flatten(1), image[:, :, -2:].flatten(1)], 1)
+    assert border.mean() > 0.15  # the frame's black is gone (it averaged 0.002)

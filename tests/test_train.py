@@ -85,7 +85,8 @@ def test_smoke_experiment_trains_end_to_end(tmp_path, data_root):
 
 def test_resume_continues_at_the_right_step(tmp_path, data_root, fast_overrides):
     run = tmp_path / "run"
-    common = ["train", "experiment=smoke", *fast_overrides, f"data_root={data_root}", f"hydra.run.dir={run}", "checkpoint_every=3"]
+    common = ["train", "experiment=smoke", *fast_overrides, f"data_root={data_root}", f"hydra.run.dir={run}", "checkpoint_every=3",
+              "optim.decay_steps=4", "optim.final_fraction=0.25"]
     run_cli(*common, "trainer.max_steps=3", cwd=tmp_path)
     first = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert first["global_step"] == 3
@@ -99,6 +100,11 @@ def test_resume_continues_at_the_right_step(tmp_path, data_root, fast_overrides)
     # The optimizer state came along: Adam's step count is 6, not 3.
     adam_steps = {float(s["step"]) for s in resumed["optimizer_states"][0]["state"].values()}
     assert adam_steps == {6.0}
+    # The learning-rate schedule came along too: a half cosine from 1 to 0.25 over 4 steps, so
+    # 0.25 + 0.75 * (1 + cos(3 pi / 4)) / 2 = 0.35983 of the rate after step 3, 0.25 from step 4 on.
+    for state, share in ((first, 0.35983), (resumed, 0.25)):
+        for group in state["optimizer_states"][0]["param_groups"]:
+            assert abs(group["lr"] / group["initial_lr"] - share) < 1e-4
     assert not any(k.startswith("loss.vgg.") for k in resumed["state_dict"]), "VGG-16 stays out of checkpoints"
 
 
