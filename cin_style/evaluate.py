@@ -33,10 +33,14 @@ from .vgg import project_cache_dir
 
 __all__ = [
     "SCHEMA", "OptimizedCache", "model_loss", "evaluate", "evaluate_folder", "optimized_photos", "write_report", "evaluate_model", "evaluated_styles", "markdown_table",
-    "gram_distances", "identification", "style_identification", "identity_psnr", "psnr",
+    "gram_distances", "identification", "style_identification", "identity_psnr", "psnr", "border_step",
 ]  # fmt: skip
 
-SCHEMA = "cin-style-evaluate/3"
+SCHEMA = "cin-style-evaluate/4"
+
+#: Styles whose painted frame (``border_step``) reaches this many 8-bit levels are named in the
+#: report. The bundled network's styles whose paintings have no frame measure within about ±6.
+BORDER_VISIBLE = 8.0
 
 
 def model_loss(model: StyleModel) -> PerceptualLoss:
@@ -155,7 +159,8 @@ def evaluate_model(
     """Per-style mean losses of ``model`` on ``photos`` (P, 3, H, W) against each style's painting.
 
     ``style_images`` maps each of the model's style names to its painting (3, H, W), already
-    at the style size. Returns ``{style: {"content", "style", "total", "nearest"}}``, where
+    at the style size. Returns ``{style: {"content", "style", "total", "border", "nearest"}}``,
+    where ``border`` is the mean :func:`border_step` (a frame painted along the image's edge) and
     ``nearest`` lists, per photo, the painting nearest the output in Gram space
     (:func:`gram_distances`; :func:`style_identification` sums these up). With ``optimize_steps``
     each row adds ``"optimized"`` (the optimization method's mean terms on ``optimize_photos`` of
@@ -177,6 +182,7 @@ def evaluate_model(
         sums: dict[str, float] = {}
         totals: list[float] = []  # the network's total per photo, for the ratios
         nearest: list[str] = []
+        borders: list[float] = []
         for start in range(0, photos.shape[0], batch_size):
             batch = photos[start : start + batch_size].to(device)
             with torch.no_grad():
@@ -185,10 +191,11 @@ def evaluate_model(
                 output_grams = terms.grams if terms.grams is not None else loss.style_grams(output)  # style weight 0
             _accumulate(sums, {key: float(getattr(terms, key).double().sum()) for key in _TERMS})
             totals += terms.total.tolist()
+            borders += border_step(output, batch).tolist()
             nearest += [styles[n] for n in gram_distances(output_grams, targets).argmin(dim=1).tolist()]
             if progress is not None:
                 progress(name)
-        row: dict[str, Any] = {**_mean_terms(sums, photos.shape[0]), "nearest": nearest}
+        row: dict[str, Any] = {**_mean_terms(sums, photos.shape[0]), "border": statistics.fmean(borders), "nearest": nearest}
         if optimize_steps:
             chosen = optimized_photos(index, optimize_photos or photos.shape[0], photos.shape[0])
             optimized: dict[str, float] = {}
@@ -206,6 +213,28 @@ def evaluate_model(
             row["ratio"] = statistics.median(ratios)
         results[name] = row
     return results
+
+
+def border_step(output: Tensor, photo: Tensor, *, width: int = 2, inside: int = 6) -> Tensor:
+    """Per image, how much lighter (positive) or darker (negative) the output's outermost
+    ``width`` pixels are than the ``inside`` pixels next to them, beyond the photo's own
+    difference there, in 8-bit levels (mean of R, G and B).
+
+    A network that paints a frame along the image's edge (learned from a painting file's
+    frame, through the padding that tells it where the image ends) shows a large value; one
+    that does not gives about 0 whatever the photo, since the photo's own edge is subtracted.
+    """
+    height, width_px = output.shape[-2:]
+    rows = torch.arange(height, device=output.device)
+    cols = torch.arange(width_px, device=output.device)
+    edge = torch.minimum(torch.minimum(rows, height - 1 - rows)[:, None], torch.minimum(cols, width_px - 1 - cols)[None, :])
+    outer, inner = edge < width, (edge >= width) & (edge < width + inside)
+
+    def step(images: Tensor) -> Tensor:
+        brightness = images.float().mean(dim=1)
+        return brightness[:, outer].mean(dim=1) - brightness[:, inner].mean(dim=1)
+
+    return 255 * (step(output) - step(photo))
 
 
 def gram_distances(grams: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> Tensor:
@@ -275,6 +304,7 @@ def summary(styles: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     ratio over every (photo, style) pair it ran on."""
     n = len(styles)
     out = {key: sum(float(r[key]) for r in styles.values()) / n for key in ("content", "style", "total")}
+    out["border"] = max((float(r["border"]) for r in styles.values()), key=abs)  # the worst style's, with its sign
     if all("optimized" in r for r in styles.values()):
         out["optimized_total"] = sum(float(r["optimized"]["total"]) for r in styles.values()) / n
         out["ratio"] = statistics.median(x for r in styles.values() for x in r["ratios"])  # over all (photo, style) pairs
@@ -375,6 +405,10 @@ def markdown_table(report: Mapping[str, Any]) -> str:
         worst = sorted(ident["per_style"].items(), key=lambda kv: kv[1])[:3]
         if worst and worst[0][1] < 1:
             lines.append("Least identified: " + ", ".join(f"{name} {100 * acc:.0f}%" for name, acc in worst) + ".")
+    worst = max(report["styles"].items(), key=lambda kv: abs(kv[1]["border"]))
+    lines += ["", f"Border (a frame painted along the edge; 8-bit levels, lighter +, darker -): the largest is {worst[1]['border']:+.1f} ({worst[0]})"
+              + "; " + (", ".join(f"{n} {r['border']:+.1f}" for n, r in report["styles"].items() if abs(r["border"]) >= BORDER_VISIBLE) or "none")
+              + f" at {BORDER_VISIBLE:g} levels or more."]  # fmt: skip
     if report.get("identity_psnr"):
         p = report["identity_psnr"]
         lines += ["", f"Strength 0 (the identity row) against the photo: median PSNR {p['median']:.2f} dB, lowest {p['min']:.2f} dB."]

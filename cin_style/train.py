@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -21,7 +22,8 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar, Timer
+from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -33,7 +35,7 @@ from .modelfile import read_model
 from .module import StyleTransferModule
 from .styles import IDENTITY
 
-__all__ = ["main", "train", "auto_precision", "TrainingConfigError", "init_from", "export_run_model", "AtomicCheckpointIO", "LastStepCheckpoint", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard", "StopOnSignal"]
+__all__ = ["main", "train", "auto_precision", "TrainingConfigError", "init_from", "export_run_model", "AtomicCheckpointIO", "LastStepCheckpoint", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard", "StopOnSignal", "ProgressLines"]
 
 
 #: print, in the first process of a distributed run only.
@@ -215,6 +217,63 @@ class Throughput(Callback):
         return self.images / (self.end - self.start)
 
 
+class ProgressLines(Callback):
+    """One line of progress every ``every`` seconds, for output that is not a terminal.
+
+    A live progress bar draws nothing into a file until the run ends, so a run in the background
+    (``nohup cin-style train ... > run.log``) would show no sign of life for hours. The line says
+    the step, the loss, the images per second since the run began and the time left (to
+    ``trainer.max_steps`` at that pace, or to ``trainer.max_time``, whichever comes first).
+    """
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self.start = self.last = 0.0
+        self.first_step = 0
+        self.images = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = self.last = time.monotonic()
+        self.first_step, self.images = trainer.global_step, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.images += batch.shape[0] * trainer.world_size
+        now = time.monotonic()
+        if now - self.last < self.every or not trainer.is_global_zero:
+            return
+        self.last = now
+        step, elapsed = trainer.global_step, now - self.start
+        rate = self.images / elapsed
+        parts = [f"step {step}" + (f"/{trainer.max_steps}" if trainer.max_steps > 0 else "")]
+        loss = trainer.callback_metrics.get("loss")
+        if loss is not None:
+            parts.append(f"loss {float(loss):.3f}")
+        parts.append(f"{rate:.2f} images/s")
+        parts.append(f"elapsed {_clock(elapsed)}")
+        left = []
+        if trainer.max_steps > 0 and step > self.first_step:
+            left.append((trainer.max_steps - step) * elapsed / (step - self.first_step))
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        if timer is not None and timer.time_remaining("train") is not None:
+            left.append(timer.time_remaining("train"))
+        if left:
+            parts.append(f"left ~{_clock(max(0.0, min(left)))}")
+        print("  ".join(parts), flush=True)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+class StepProgressBar(RichProgressBar):
+    """Lightning's bar, labelled by steps: training runs one endless epoch to ``trainer.max_steps``,
+    where the stock label reads "Epoch 0/-2"."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return f"{'Training':{len(self.validation_description)}}"
+
+
 class DataRecord(Callback):
     """Stores in every checkpoint what evaluation needs to rebuild the style targets.
 
@@ -371,7 +430,11 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     )
     throughput, stopper = Throughput(), StopOnSignal()
     callbacks = [checkpoint, throughput, SampleGridWriter(run_dir / "samples", num_images=cfg.sample_images), NonFiniteLossGuard(), stopper, DataRecord(data, base_style_files=base.training.get("style_files") if base else None)]
+    if not sys.stdout.isatty():
+        callbacks.append(ProgressLines(every=float(cfg.get("progress_every", 60))))
     trainer_cfg = cfg.trainer
+    if trainer_cfg.get("enable_progress_bar", True) and _RICH_AVAILABLE:  # else Lightning's tqdm bar, which counts steps
+        callbacks.append(StepProgressBar())
     if str(trainer_cfg.get("precision")) == "auto":
         precision = auto_precision(str(trainer_cfg.get("accelerator", "auto")))
         trainer_cfg = OmegaConf.merge(trainer_cfg, {"precision": precision})

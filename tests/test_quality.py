@@ -123,12 +123,14 @@ def test_evaluate_command_writes_the_documented_schema(tmp_path, data_root):
     for index, name in enumerate(styles):
         row = report["styles"][name]
         assert row["style_image"] == f"{name}.jpg"
-        assert set(row) == {"style_image", "content", "style", "total", "optimized", "ratios", "ratio"}
+        assert set(row) == {"style_image", "content", "style", "total", "border", "optimized", "ratios", "ratio"}
         assert row["optimized"]["photos"] == [index]  # one photo per style, a different one for each
         assert len(row["ratios"]) == 1 and row["ratio"] == row["ratios"][0] > 0
     ratios = sorted(report["styles"][n]["ratios"][0] for n in styles)
     assert report["mean"]["ratio"] == pytest.approx((ratios[0] + ratios[1]) / 2)  # the median over (photo, style) pairs
     assert (tmp_path / "eval" / "report.md").read_text().count("\n| ") == 3 + 1  # header + 2 styles + mean
+    assert report["mean"]["border"] in [report["styles"][n]["border"] for n in styles]
+    assert "Border (a frame painted along the edge" in r.stdout
     assert Image.open(tmp_path / "eval" / "report.sheet.jpg").size[0] > 3 * 64
     assert "| hokusai_great_wave |" in r.stdout
 
@@ -272,3 +274,20 @@ def test_psnr_on_8_bit_values():
     b = a.clone()
     b[0, 0, 0, 0] = 10 / 255  # one 8-bit value off by 10 of 48: MSE = 100 / 48
     assert float(psnr(a, b)[0]) == pytest.approx(10 * math.log10(255**2 / (100 / 48)), rel=1e-5)
+
+
+def test_border_step_measures_a_painted_frame_beyond_the_photos_own_edge():
+    from cin_style.evaluate import border_step
+
+    photo = torch.full((2, 3, 20, 30), 0.5)
+    photo[1, :, :, :1] = 0.9  # the second photo has a light left edge of its own
+    framed = photo.clone()
+    framed[:, :, :2], framed[:, :, -2:], framed[:, :, :, :2], framed[:, :, :, -2:] = 0.1, 0.1, 0.1, 0.1
+    # Outer ring (within 2 px of an edge): 2*30*2 + 2*16*2 = 184 pixels, all 0.1 in the output.
+    # Inner ring (2 to 7 px in): 26*16 - 14*4 = 360 pixels, all 0.5. The first photo is flat,
+    # so its step is (0.1 - 0.5) * 255 = -102. The second photo's own edge (20 of its 184 outer
+    # pixels at 0.9) is subtracted: its output's outer ring is all 0.1 as well.
+    photo_step = (20 * 0.9 + 164 * 0.5) / 184 - 0.5
+    expected = torch.tensor([-0.4 * 255, (-0.4 - photo_step) * 255])
+    assert torch.allclose(border_step(framed, photo), expected, atol=1e-3)
+    assert torch.allclose(border_step(photo, photo), torch.zeros(2), atol=1e-5)  # no frame of its own: 0

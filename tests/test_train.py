@@ -91,9 +91,14 @@ def test_resume_continues_at_the_right_step(tmp_path, data_root, fast_overrides)
     first = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert first["global_step"] == 3
 
-    done = run_cli(*common, "trainer.max_steps=6", "ckpt_path=last", cwd=tmp_path)
+    done = run_cli(*common, "trainer.max_steps=6", "ckpt_path=last", "progress_every=0", cwd=tmp_path)
     assert "Restoring states from the checkpoint" in done.stdout + done.stderr
     assert "finished 6 steps" in done.stdout
+    # Output to a file or pipe gets progress lines (every step with progress_every=0), counted
+    # from the resumed step; the bar counts steps, not "Epoch 0/-2" of an endless epoch.
+    lines = re.findall(r"^step (\d+)/6  loss [\d.]+  [\d.]+ images/s  elapsed \d+:\d\d:\d\d  left ~\d+:\d\d:\d\d$", done.stdout, re.M)
+    assert lines == ["4", "5", "6"], done.stdout[-2000:]
+    assert "/-2" not in done.stdout
     resumed = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert resumed["global_step"] == 6
     assert sorted(p.name for p in (run / "checkpoints").glob("step_*.ckpt")) == ["step_000006.ckpt"]
