@@ -267,11 +267,13 @@ def _clock(seconds: float) -> str:
 
 
 class StepProgressBar(RichProgressBar):
-    """Lightning's bar, labelled by steps: training runs one endless epoch to ``trainer.max_steps``,
-    where the stock label reads "Epoch 0/-2"."""
+    """Lightning's bar without a count of epochs where there is none: a run ends at
+    ``trainer.max_steps`` or ``trainer.max_time``, and the stock label reads "Epoch 36/-2"."""
 
     def _get_train_description(self, current_epoch: int) -> str:
-        return f"{'Training':{len(self.validation_description)}}"
+        epochs = self.trainer.max_epochs
+        label = f"Epoch {current_epoch}" + (f"/{epochs - 1}" if epochs is not None and epochs > 0 else "")
+        return f"{label:{len(self.validation_description)}}"
 
 
 class DataRecord(Callback):

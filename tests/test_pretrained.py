@@ -108,10 +108,17 @@ def test_the_bundled_model_loads_has_credits_and_is_fast_on_cpu():
 
 
 #: Floors for the bundled model on the first 6 Kodak photos at 256 px: the gates themselves
-#: (measured on the shipped run 9: identification 0.967 on these 6, 0.985 on all 24; identity row
-#: 51.9 dB median on these 6, 52.2 dB on all 24).
+#: (measured on the shipped run 10: identification 0.958 on these 6, 0.983 on all 24; identity
+#: row 148 dB median on these 6 and on all 24, exact in 8 bits).
 IDENTIFICATION_FLOOR = 0.95
 IDENTITY_PSNR_FLOOR = 30.0
+#: The gate for a frame painted along the image's edge (``cin_style.evaluate.border_step``, 8-bit
+#: levels), and the styles of the shipped run 10 that do not meet it yet, with what they painted
+#: on these 6 photos (docs/pretrained.md: their painting files have a light line along a side that
+#: ``trim_frame`` does not take): they may not get worse. Run 9 painted Starry Night -32 and
+#: Bazille -22, from their files' dark frames, trimmed since.
+BORDER_GATE = 8.0
+KNOWN_BORDERS = {"hiroshige_benzaiten_shrine_in_snow": 23.0, "arcimboldo_the_librarian": 13.0, "van_gogh_starry_night": 10.5}
 
 
 @pytest.mark.skipif(not BUNDLED.is_file(), reason="this build has no bundled model (see docs/pretrained.md)")
@@ -121,16 +128,22 @@ def test_the_bundled_model_keeps_its_documented_quality(data_root):
     from cin_style.data import load_center_crops, load_style_image
     from cin_style.images import find_images
     from cin_style.data import recorded_style_size
-    from cin_style.evaluate import evaluated_styles, identity_psnr, model_loss, style_identification
+    from cin_style.evaluate import evaluate_model, evaluated_styles, identity_psnr, model_loss
+    from cin_style.evaluate import identification as identification_of
 
     model = StyleModel.pretrained(device="cpu", engine="torch")  # the gates are measured in float32 (as `cin-style evaluate`)
     photos = load_center_crops(find_images(data_root / "content" / "val")[:6], 256)
     files = model.training["style_files"]
     size = recorded_style_size(model.training)
     paintings = {name: load_style_image(data_root / "styles" / files[name], size) for name in evaluated_styles(model.styles)}
-    identification = style_identification(model, photos, paintings, loss=model_loss(model))
+    rows = evaluate_model(model, photos, paintings, loss=model_loss(model))
+    identification = identification_of(rows)
     print(f"identification {identification['accuracy']:.3f}")
     assert identification["accuracy"] >= IDENTIFICATION_FLOOR
     psnr = identity_psnr(model, photos)
     print(f"identity median PSNR {statistics.median(psnr):.2f} dB")
     assert statistics.median(psnr) >= IDENTITY_PSNR_FLOOR
+    borders = {name: row["border"] for name, row in rows.items()}
+    print("border " + ", ".join(f"{n} {b:+.1f}" for n, b in borders.items() if abs(b) >= BORDER_GATE))
+    too_much = {n: b for n, b in borders.items() if abs(b) > max(BORDER_GATE, KNOWN_BORDERS.get(n, 0) + 3)}
+    assert not too_much, f"frames painted along the edge: {too_much}"
