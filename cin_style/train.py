@@ -230,20 +230,18 @@ class ProgressLines(Callback):
         self.every = every
         self.start = self.last = 0.0
         self.first_step = 0
-        self.images = 0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start = self.last = time.monotonic()
-        self.first_step, self.images = trainer.global_step, 0
+        self.first_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.images += batch.shape[0] * trainer.world_size
         now = time.monotonic()
         if now - self.last < self.every or not trainer.is_global_zero:
             return
         self.last = now
         step, elapsed = trainer.global_step, now - self.start
-        rate = self.images / elapsed
+        rate = (step - self.first_step) * batch.shape[0] * trainer.world_size / elapsed
         parts = [f"step {step}" + (f"/{trainer.max_steps}" if trainer.max_steps > 0 else "")]
         loss = trainer.callback_metrics.get("loss")
         if loss is not None:
@@ -403,8 +401,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         style_multipliers=dict(zip(data.style_names, data.style_multipliers)),
         lr=cfg.optim.lr,
         style_lr=cfg.optim.style_lr,
-        lr_decay_steps=cfg.optim.get("decay_steps"),
-        final_lr_fraction=cfg.optim.get("final_fraction", 0.1),
+        lr_decay_steps=cfg.optim.decay_steps,
+        final_lr_fraction=cfg.optim.final_fraction,
         frozen_styles=len(old_styles),
         seed=cfg.seed,
     )
@@ -433,9 +431,9 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     throughput, stopper = Throughput(), StopOnSignal()
     callbacks = [checkpoint, throughput, SampleGridWriter(run_dir / "samples", num_images=cfg.sample_images), NonFiniteLossGuard(), stopper, DataRecord(data, base_style_files=base.training.get("style_files") if base else None)]
     if not sys.stdout.isatty():
-        callbacks.append(ProgressLines(every=float(cfg.get("progress_every", 60))))
+        callbacks.append(ProgressLines(every=float(cfg.progress_every)))
     trainer_cfg = cfg.trainer
-    if trainer_cfg.get("enable_progress_bar", True) and _RICH_AVAILABLE:  # else Lightning's tqdm bar, which counts steps
+    if trainer_cfg.get("enable_progress_bar", True) and _RICH_AVAILABLE:  # else Lightning's tqdm bar, whose label has no epoch count
         callbacks.append(StepProgressBar())
     if str(trainer_cfg.get("precision")) == "auto":
         precision = auto_precision(str(trainer_cfg.get("accelerator", "auto")))

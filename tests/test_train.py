@@ -95,7 +95,7 @@ def test_resume_continues_at_the_right_step(tmp_path, data_root, fast_overrides)
     assert "Restoring states from the checkpoint" in done.stdout + done.stderr
     assert "finished 6 steps" in done.stdout
     # Output to a file or pipe gets progress lines (every step with progress_every=0), counted
-    # from the resumed step; the bar counts steps, not "Epoch 0/-2" of an endless epoch.
+    # from the resumed step; the bar's label has no "/-2" (the stock "Epoch 0/-2" of an endless run).
     lines = re.findall(r"^step (\d+)/6  loss [\d.]+  [\d.]+ images/s  elapsed \d+:\d\d:\d\d  left ~\d+:\d\d:\d\d$", done.stdout, re.M)
     assert lines == ["4", "5", "6"], done.stdout[-2000:]
     assert "/-2" not in done.stdout
