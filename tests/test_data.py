@@ -99,14 +99,53 @@ def test_trim_frame_removes_a_frame_and_keeps_skies_and_margins():
     assert trim_frame(Image.new("RGB", (50, 40), (200, 10, 10))).size == (50, 40)
 
 
+def test_trim_frame_removes_a_thin_edge_and_keeps_what_the_picture_does():
+    """The second rule: up to 5 outer lines far (30+ levels) from the agreeing lines inside them.
+    The edges here are textured, not flat, so the flat-band rule alone does not take them."""
+    from cin_style.data import trim_frame
+
+    rng = np.random.default_rng(3)
+    picture = rng.integers(20, 60, size=(160, 200, 3)).astype(np.uint8)  # line means ~40
+    edged = picture.copy()
+    edged[:3] = rng.integers(190, 250, size=(3, 200, 3))  # a light print edge, 3 rows (~220)
+    edged[3] = rng.integers(110, 150, size=(200, 3))  # JPEG's blur between edge and picture (~130)
+    edged[:, -2:] = rng.integers(130, 170, size=(160, 2, 3))  # a 2 px mat rim on the right (~150)
+    assert trim_frame(Image.fromarray(edged), edge_lines=0).size == (200, 160)  # not flat bands
+    trimmed = trim_frame(Image.fromarray(edged))
+    assert trimmed.size == (200 - 2, 160 - 4)
+    assert np.array_equal(np.asarray(trimmed), picture[4:, :-2])
+
+    # For this rule (tolerance=0 turns the flat-band rule off), an edge 6 lines deep is part of
+    # the picture (a horizon, a wall), and so is a step whose inside does not settle (a gradient
+    # running on from the side) or one under 30 levels.
+    deep = picture.copy()
+    deep[:6] = 220
+    assert trim_frame(Image.fromarray(deep), tolerance=0).size == (200, 160)
+    gradient = picture.copy()
+    gradient[:12] = np.linspace(250, 40, 12).astype(np.uint8)[:, None, None]
+    assert trim_frame(Image.fromarray(gradient), tolerance=0).size == (200, 160)
+    faint = picture.copy()
+    faint[:2] += 25
+    assert trim_frame(Image.fromarray(faint)).size == (200, 160)
+
+
 def test_paintings_are_loaded_without_their_frame(data_root):
     """Starry Night's file carries a black frame 6-8 px deep (the outer 5 px average 0.4 of 255):
     its style targets are taken from the painting inside it, for training and evaluation alike."""
     from cin_style.data import load_style_image, trim_frame
 
     path = data_root / "styles" / "van_gogh_starry_night.jpg"
-    assert trim_frame(load_image(path)).size == (752 - 9 - 10, 600 - 10 - 10)
+    # The frame (9-10 px each side), then 5 more rows of unpainted canvas along the top and
+    # one along the bottom (the thin-edge rule).
+    assert trim_frame(load_image(path), edge_lines=0).size == (752 - 9 - 10, 600 - 10 - 10)
+    assert trim_frame(load_image(path)).size == (733, 580 - 5 - 1)
     image = load_style_image(path, 256)
-    assert image.shape == (3, 256, round(733 * 256 / 580))
+    assert image.shape == (3, 256, round(733 * 256 / 574))
+    # Benzaiten's light print edge along the top (rows ~220 over a sky of ~35) and the
+    # Librarian's mat rim (top 3, left 2, right 2) go as well.
+    benzaiten = load_image(data_root / "styles" / "hiroshige_benzaiten_shrine_in_snow.jpg")
+    assert benzaiten.size == (699, 450) and trim_frame(benzaiten).size == (692, 450 - 3 - 4)
+    librarian = load_image(data_root / "styles" / "arcimboldo_the_librarian.jpg")
+    assert trim_frame(librarian).size == (304 - 4, 420 - 3)
     border = torch.cat([image[:, :2].flatten(1), image[:, -2:].flatten(1), image[:, :, :2].flatten(1), image[:, :, -2:].flatten(1)], 1)
     assert border.mean() > 0.15  # the frame's black is gone (it averaged 0.002)
