@@ -108,17 +108,16 @@ def test_the_bundled_model_loads_has_credits_and_is_fast_on_cpu():
 
 
 #: Floors for the bundled model on the first 6 Kodak photos at 256 px: the gates themselves
-#: (measured on the shipped run 10: identification 0.958 on these 6, 0.983 on all 24; identity
-#: row 148 dB median on these 6 and on all 24, exact in 8 bits).
+#: (measured on the shipped run 11: identification 0.950 on these 6, 114 of 120, 0.981 on all 24;
+#: the closest right call wins by 2.6 % of its distance, far beyond float32's differences between
+#: CPUs; identity row 148 dB median on these 6 and on all 24, exact in 8 bits).
 IDENTIFICATION_FLOOR = 0.95
 IDENTITY_PSNR_FLOOR = 30.0
 #: The gate for a frame painted along the image's edge (``cin_style.evaluate.border_step``, 8-bit
-#: levels), and the styles of the shipped run 10 that do not meet it yet, with what they painted
-#: on these 6 photos (docs/pretrained.md: their painting files have a light line along a side that
-#: ``trim_frame`` does not take): they may not get worse. Run 9 painted Starry Night -32 and
-#: Bazille -22, from their files' dark frames, trimmed since.
+#: levels): run 11 paints none (at most +6.2 on all 24 photos). Run 10 painted Benzaiten +23,
+#: the Librarian +13 and Starry Night +10.5 on these 6 (their files' thin light edges, trimmed
+#: since), run 9 Starry Night -32 and Bazille -22 (their dark frames); both fail here.
 BORDER_GATE = 8.0
-KNOWN_BORDERS = {"hiroshige_benzaiten_shrine_in_snow": 23.0, "arcimboldo_the_librarian": 13.0, "van_gogh_starry_night": 10.5}
 
 
 @pytest.mark.skipif(not BUNDLED.is_file(), reason="this build has no bundled model (see docs/pretrained.md)")
@@ -145,5 +144,5 @@ def test_the_bundled_model_keeps_its_documented_quality(data_root):
     assert statistics.median(psnr) >= IDENTITY_PSNR_FLOOR
     borders = {name: row["border"] for name, row in rows.items()}
     print("border " + ", ".join(f"{n} {b:+.1f}" for n, b in borders.items() if abs(b) >= BORDER_GATE))
-    too_much = {n: b for n, b in borders.items() if abs(b) > max(BORDER_GATE, KNOWN_BORDERS.get(n, 0) + 3)}
+    too_much = {n: b for n, b in borders.items() if abs(b) >= BORDER_GATE}
     assert not too_much, f"frames painted along the edge: {too_much}"
