@@ -390,6 +390,59 @@ class StyleTransformer(nn.Module):
                     value.copy_(old)
         return copy.to(next(self.parameters()).device)
 
+    def widened(self, width: float, *, generator: torch.Generator | None = None) -> StyleTransformer:
+        """A copy at a larger ``width`` that computes the same function (Net2WiderNet: Chen,
+        Goodfellow & Shlens, "Net2Net: Accelerating Learning via Knowledge Transfer", ICLR 2016),
+        so that a wider network continues a trained one's run instead of starting over.
+
+        Each new channel copies an existing one: its convolution filter and its gamma/beta column
+        in every style. A copy's map is its original's exactly, before and after the instance norm
+        (the norm of equal maps is equal). Every layer that reads a copied channel splits the
+        original's input weights among the copies by random positive shares that sum to one,
+        so its output is unchanged; unequal shares give the copies unequal gradients, which equal
+        ones would not (the copies would stay copies). The residual stream is one set of channels:
+        the third encoder layer and every block's second layer copy the same channels into it.
+        """
+        c = self.config
+        wide = StyleTransformer(num_styles=c.num_styles, width=width, num_residual_blocks=c.num_residual_blocks)
+
+        def copies(old: int, new: int) -> Tensor:
+            """Which old channel each of ``new`` channels is: the old ones, then copies of distinct ones first."""
+            if new < old:
+                raise ValueError(f"widened() makes a network wider, not narrower: width {c.width} -> {width}")
+            extra = torch.cat([torch.randperm(old, generator=generator) for _ in range(-(-(new - old) // old))])
+            return torch.cat([torch.arange(old), extra[: new - old]])
+
+        def shares(source: Tensor) -> Tensor:
+            """For input channels that copy ``source[m]``: shares in [1/3, 1] of a whole, summing to 1 per original."""
+            draw = 1.0 + 2.0 * torch.rand(len(source), generator=generator, dtype=torch.float64)
+            total = torch.zeros(int(source.max()) + 1, dtype=torch.float64).index_add_(0, source, draw)
+            return draw / total[source]
+
+        def width_of(layer: ConvCIN) -> int:
+            return layer.conv.out_channels
+
+        rgb = torch.arange(3)
+        layers: list[tuple[str, Tensor, Tensor]] = []  # (name in both networks, input channels, output channels)
+        enc = [copies(width_of(old), width_of(new)) for old, new in zip(self.encoder, wide.encoder)]
+        layers += [("encoder.0", rgb, enc[0]), ("encoder.1", enc[0], enc[1]), ("encoder.2", enc[1], enc[2])]
+        for i, (old, new) in enumerate(zip(self.residuals, wide.residuals)):
+            inner = copies(width_of(old.conv1), width_of(new.conv1))
+            layers += [(f"residuals.{i}.conv1", enc[2], inner), (f"residuals.{i}.conv2", inner, enc[2])]
+        dec = [copies(width_of(old), width_of(new)) for old, new in zip(self.decoder, wide.decoder)]
+        layers += [("decoder.0", enc[2], dec[0]), ("decoder.1", dec[0], dec[1]), ("output", dec[1], rgb)]
+
+        old_layers, new_layers = dict(self.named_modules()), dict(wide.named_modules())
+        with torch.no_grad():
+            for name, inputs, outputs in layers:
+                old, new = old_layers[name], new_layers[name]
+                weight = old.conv.weight.double()[outputs][:, inputs] * shares(inputs).view(1, -1, 1, 1)
+                new.conv.weight.copy_(weight)
+                new.norm.gamma.copy_(old.norm.gamma[:, outputs])
+                new.norm.beta.copy_(old.norm.beta[:, outputs])
+            wide.photo.gain.copy_(self.photo.gain)
+        return wide.to(next(self.parameters()).device)
+
     def style_tables(self) -> dict[str, nn.Parameter]:
         """Every per-style table (one row per style, by parameter name): the norms' gamma and beta
         and the photo skip's gains. Everything else is shared by all styles."""

@@ -311,16 +311,21 @@ class TrainingConfigError(ValueError):
     """A training config that cannot work as given; ``cin-style train`` reports it in one line."""
 
 
-def init_from(transformer: torch.nn.Module, source: torch.nn.Module, source_styles: list[str], styles: list[str]) -> int:
-    """Copy ``source``'s weights into ``transformer`` (same width and depth): every convolution,
-    and the gamma/beta rows of the styles the two share by name. A style ``source`` lacks starts
-    from the mean of its rows (as when adding styles). Returns how many styles were copied."""
+def init_from(transformer: torch.nn.Module, source: torch.nn.Module, source_styles: list[str], styles: list[str], *, seed: int = 0) -> int:
+    """Copy ``source``'s weights into ``transformer`` (same depth): every convolution, and the
+    gamma/beta rows of the styles the two share by name. A style ``source`` lacks starts from the
+    mean of its rows (as when adding styles). A ``source`` narrower than ``transformer`` is first
+    widened to its width, computing the same function (:meth:`StyleTransformer.widened`, its
+    random shares drawn from ``seed``). Returns how many styles were copied."""
     theirs, ours = source.config, transformer.config
-    if (theirs.width, theirs.num_residual_blocks) != (ours.width, ours.num_residual_blocks):
+    if theirs.num_residual_blocks != ours.num_residual_blocks or theirs.width > ours.width:
         raise TrainingConfigError(
             f"init_model has width {theirs.width} and {theirs.num_residual_blocks} residual blocks; this run has width "
-            f"{ours.width} and {ours.num_residual_blocks} (set model.width and model.num_residual_blocks to match)"
+            f"{ours.width} and {ours.num_residual_blocks} (set model.num_residual_blocks to match, and model.width to "
+            f"{theirs.width} or more)"
         )
+    if theirs.width < ours.width:
+        source = source.widened(ours.width, generator=torch.Generator().manual_seed(seed))
     rows = [source_styles.index(n) if n in source_styles else None for n in styles]
     transformer.load_state_dict(source.with_style_rows(rows).state_dict())
     return sum(r is not None for r in rows)
@@ -413,8 +418,10 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         if cfg.get("ckpt_path"):
             raise TrainingConfigError("give init_model (start from a model file's weights) or ckpt_path (resume a run), not both")
         init = read_model(cfg.init_model)
-        copied = init_from(module.transformer, init.transformer, init.styles, names)
-        _say(f"initial weights from {cfg.init_model}: every convolution, and the rows of {copied} of {len(names)} style(s)")
+        copied = init_from(module.transformer, init.transformer, init.styles, names, seed=cfg.seed)
+        widened = init.transformer.config.width != module.transformer.config.width
+        how = f" widened from width {init.transformer.config.width} to {module.transformer.config.width} (the same function)" if widened else ""
+        _say(f"initial weights from {cfg.init_model}: every convolution{how}, and the rows of {copied} of {len(names)} style(s)")
     _say(f"VGG-16 weights: {module.loss.vgg.weights_source}")
     trained = [names[i] for i in module.trainable_styles]
     _say(f"training {len(trained)} style(s): {', '.join(trained)}")

@@ -202,12 +202,18 @@ def test_init_model_copies_rows_by_style_name():
         assert torch.equal(t_norm.gamma[0], s_norm.gamma[1]) and torch.equal(t_norm.gamma[2], s_norm.gamma[0])
         assert torch.allclose(t_norm.beta[1], s_norm.beta.mean(0))
     assert torch.equal(target.encoder[0].conv.weight, source.encoder[0].conv.weight)
+    # A wider run starts from the same function (StyleTransformer.widened); a narrower one is refused.
+    wide = StyleTransformer(num_styles=2, width=0.5)
+    assert init_from(wide, source, ["a", "b"], ["b", "a"]) == 2
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(wide(x, torch.tensor([[1.0, 0.0]])), source(x, torch.tensor([[0.0, 1.0]])), atol=1e-6)
     try:
-        init_from(StyleTransformer(num_styles=2, width=0.5), source, ["a", "b"], ["a", "b"])
+        init_from(StyleTransformer(num_styles=2, width=0.125), source, ["a", "b"], ["a", "b"])
     except ValueError as err:
         assert "model.width" in str(err)
     else:
-        raise AssertionError("a width mismatch must be refused")
+        raise AssertionError("a narrower network must be refused")
 
 
 def test_identity_share_draws_the_identity_row_that_often_and_the_others_evenly():

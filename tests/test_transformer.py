@@ -6,7 +6,7 @@ from torch import nn
 from cin_style import ConditionalInstanceNorm2d, StyleTransformer, fastconv, one_hot_styles
 from cin_style.model import ConvCIN
 
-from _nets import logits_by_hand
+from _nets import logits_by_hand, random_style_net
 
 
 def _counts(net: StyleTransformer) -> tuple[int, int]:
@@ -195,3 +195,39 @@ def test_bf16_autocast_without_gradients_matches_training_mode():
             inferred = net(x, style)
     assert inferred.dtype == trained.dtype == torch.float32
     torch.testing.assert_close(inferred, trained, atol=2e-2, rtol=0)
+
+
+@pytest.mark.parametrize("width", [0.5, 0.6])  # twice as wide, and a width that copies only some channels
+def test_widened_computes_the_same_function_and_its_copies_learn_apart(width):
+    net = random_style_net(3, width=0.25).double()
+    wide = net.widened(width, generator=torch.Generator().manual_seed(1)).double()
+    assert [layer.conv.out_channels for layer in wide.encoder] == [round(c * width) for c in (32, 64, 128)]
+    x = torch.rand(2, 3, 36, 44, dtype=torch.float64)
+    blend = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.5, 0.3]], dtype=torch.float64)
+    regions = torch.zeros(2, 3, 36, 44, dtype=torch.float64)
+    regions[:, 0, :, :20], regions[:, 2, :, 20:] = 1.0, 1.0
+    for style in (blend, regions):
+        with torch.no_grad():
+            # The copy is made in float32 (the model's dtype): equal to float32's rounding.
+            assert torch.allclose(wide(x, style), net(x, style), atol=1e-6, rtol=0)
+    # Every new filter of the first layer is one of the old ones, with its gamma/beta columns.
+    old_w, new_w = net.encoder[0].conv.weight, wide.encoder[0].conv.weight
+    n = old_w.shape[0]
+    assert torch.equal(new_w[:n], old_w)
+    for k in range(n, new_w.shape[0]):
+        (j,) = [j for j in range(n) if torch.equal(new_w[k], old_w[j])]
+        assert torch.equal(wide.encoder[0].norm.gamma[:, k], net.encoder[0].norm.gamma[:, j])
+        assert torch.equal(wide.encoder[0].norm.beta[:, k], net.encoder[0].norm.beta[:, j])
+    # The next layer splits the original's input weights between the copies in unequal shares,
+    # so the copies get unequal gradients and can come apart in training.
+    wide.train()
+    wide(x, blend).square().sum().backward()
+    grad = wide.encoder[0].conv.weight.grad
+    for k in range(n, new_w.shape[0]):
+        j = next(j for j in range(n) if torch.equal(new_w[k], old_w[j]))
+        assert not torch.allclose(grad[k], grad[j])
+
+
+def test_widened_refuses_to_narrow():
+    with pytest.raises(ValueError, match="wider, not narrower"):
+        StyleTransformer(num_styles=2, width=0.5).widened(0.25)
