@@ -299,12 +299,18 @@ def identity_psnr(model: StyleModel, photos: Tensor, *, batch_size: int = 8) -> 
     return values
 
 
+def worst_border(styles: Mapping[str, Mapping[str, Any]]) -> tuple[str, float]:
+    """The style whose painted frame (``border``) is largest in size, and that border with its sign."""
+    name = max(styles, key=lambda n: abs(float(styles[n]["border"])))
+    return name, float(styles[name]["border"])
+
+
 def summary(styles: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     """Means over styles of the per-style figures; with the optimization method, the median
     ratio over every (photo, style) pair it ran on."""
     n = len(styles)
     out = {key: sum(float(r[key]) for r in styles.values()) / n for key in ("content", "style", "total")}
-    out["border"] = max((float(r["border"]) for r in styles.values()), key=abs)  # the worst style's, with its sign
+    out["border"] = worst_border(styles)[1]  # the worst style's, with its sign
     if all("optimized" in r for r in styles.values()):
         out["optimized_total"] = sum(float(r["optimized"]["total"]) for r in styles.values()) / n
         out["ratio"] = statistics.median(x for r in styles.values() for x in r["ratios"])  # over all (photo, style) pairs
@@ -405,8 +411,8 @@ def markdown_table(report: Mapping[str, Any]) -> str:
         worst = sorted(ident["per_style"].items(), key=lambda kv: kv[1])[:3]
         if worst and worst[0][1] < 1:
             lines.append("Least identified: " + ", ".join(f"{name} {100 * acc:.0f}%" for name, acc in worst) + ".")
-    worst = max(report["styles"].items(), key=lambda kv: abs(kv[1]["border"]))
-    lines += ["", f"Border (a frame painted along the edge; 8-bit levels, lighter +, darker -): the largest is {worst[1]['border']:+.1f} ({worst[0]})"
+    worst, border = worst_border(report["styles"])
+    lines += ["", f"Border (a frame painted along the edge; 8-bit levels, lighter +, darker -): the largest is {border:+.1f} ({worst})"
               + "; " + (", ".join(f"{n} {r['border']:+.1f}" for n, r in report["styles"].items() if abs(r["border"]) >= BORDER_VISIBLE) or "none")
               + f" at {BORDER_VISIBLE:g} levels or more."]  # fmt: skip
     if report.get("identity_psnr"):

@@ -291,3 +291,19 @@ def test_border_step_measures_a_painted_frame_beyond_the_photos_own_edge():
     expected = torch.tensor([-0.4 * 255, (-0.4 - photo_step) * 255])
     assert torch.allclose(border_step(framed, photo), expected, atol=1e-3)
     assert torch.allclose(border_step(photo, photo), torch.zeros(2), atol=1e-5)  # no frame of its own: 0
+
+
+def test_summary_and_table_name_the_worst_border_with_its_sign():
+    from cin_style.evaluate import markdown_table, summary
+
+    styles = {
+        "light": {"content": 1.0, "style": 2.0, "total": 3.0, "border": 8.5},
+        "dark": {"content": 2.0, "style": 1.0, "total": 3.0, "border": -9.25},
+        "clean": {"content": 3.0, "style": 3.0, "total": 6.0, "border": 0.5},
+    }
+    mean = summary(styles)
+    assert mean == {"content": 2.0, "style": 2.0, "total": 4.0, "border": -9.25}
+    report = {"model": "m", "num_photos": 2, "size": 64, "loss": {"content_weight": 1.0, "style_weight": 5.0}, "styles": styles, "mean": mean}
+    table = markdown_table(report)
+    assert "the largest is -9.2 (dark); light +8.5, dark -9.2 at 8 levels or more." in table
+    assert "| **mean** | 2.0000 | 2.0000 | 4.0000 |" in table
