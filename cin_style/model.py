@@ -410,8 +410,9 @@ class StyleTransformer(nn.Module):
             """Which old channel each of ``new`` channels is: the old ones, then copies of distinct ones first."""
             if new < old:
                 raise ValueError(f"widened() makes a network wider, not narrower: width {c.width} -> {width}")
-            extra = torch.cat([torch.randperm(old, generator=generator) for _ in range(-(-(new - old) // old))])
-            return torch.cat([torch.arange(old), extra[: new - old]])
+            rounds = -(-(new - old) // old)  # 0 where the width's rounding leaves a layer as it was
+            extra = [torch.randperm(old, generator=generator) for _ in range(rounds)]
+            return torch.cat([torch.arange(old), *extra])[:new]
 
         def shares(source: Tensor) -> Tensor:
             """For input channels that copy ``source[m]``: shares in [1/3, 1] of a whole, summing to 1 per original."""
