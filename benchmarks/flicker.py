@@ -1,7 +1,7 @@
 """Flicker of stylized video: the frame-difference ratio and the warping error of Lai et al. (2018).
 
     python -m benchmarks.flicker -m MODEL [-m OTHER_MODEL ...] [--steady 1,4] [--frames 24]
-        [--json flicker.json] [--animation before_after.webp]
+        [--scale 4 --stroke native,1] [--json flicker.json] [--animation before_after.webp]
 
 Clips, all made from one still photo so that anyone can rebuild them exactly (default: Kodak's
 kodim23, resized to 576x384; ``--photo`` to change):
@@ -13,7 +13,11 @@ kodim23, resized to 576x384; ``--photo`` to change):
 * **jitter**: the window standing still, with sensor noise (sigma 4/255) and a global brightness
   change (sigma 3/255) per frame.
 
-Metrics per clip, model and ``--steady`` setting:
+``--scale K`` enlarges every clip K times (Lanczos): the same motion in the picture at K times the
+frame size, where ``--stroke`` (comma-separated settings, default 1) decides whether the network
+paints at the working size (:mod:`cin_style.strokes`) or over every pixel (``native``).
+
+Metrics per clip, model, stroke and ``--steady`` setting:
 
 * **flicker**: mean absolute difference of consecutive output frames over the same for the input
   frames (``cin_style.video.flicker``; 1 = no more change than the input);
@@ -41,7 +45,7 @@ import numpy as np
 SIZE = (320, 256)
 
 
-def clips(photo_path: str, frames: int) -> dict[str, list[np.ndarray]]:
+def clips(photo_path: str, frames: int, scale: int = 1) -> dict[str, list[np.ndarray]]:
     from PIL import Image
 
     from cin_style.images import load_image
@@ -60,7 +64,11 @@ def clips(photo_path: str, frames: int) -> dict[str, list[np.ndarray]]:
     rng = np.random.default_rng(0)
     base = still[64 : 64 + h, 40 : 40 + w].astype(np.float32)
     jitter = [np.clip(base + rng.normal(0, 4, base.shape) + rng.normal(0, 3), 0, 255).astype(np.uint8) for _ in range(frames)]
-    return {"pan": pan, "zoom": zoom, "jitter": jitter}
+    made = {"pan": pan, "zoom": zoom, "jitter": jitter}
+    if scale != 1:
+        size = (w * scale, h * scale)
+        made = {name: [np.asarray(Image.fromarray(f).resize(size, Image.Resampling.LANCZOS)) for f in frames_] for name, frames_ in made.items()}
+    return made
 
 
 def style_loss_of(model, style: str, frames: list[np.ndarray], data_root: Path) -> float | None:
@@ -133,24 +141,25 @@ def main(argv: list[str] | None = None) -> int:
         style = args.style or next(s for s in model.styles if s != "identity")
         w = model.weights(style)
         for clip, frames in made.items():
-            for phases in (int(p) for p in args.steady.split(",")):
+            for stroke, phases in ((s, int(p)) for s in strokes for p in args.steady.split(",")):
                 start = time.perf_counter()
-                out = list(stylize_frames(model, frames, lambda i: w, phases=phases))
+                out = list(stylize_frames(model, frames, lambda i: w, phases=phases, stroke=stroke))
                 seconds = (time.perf_counter() - start) / len(frames)
-                if clip == "pan" and phases == 1:
+                if clip == "pan" and phases == 1 and stroke == strokes[0]:
                     pan_outputs.append(out)
                     labels.append(names[path])
                 results.append({
-                    "model": path, "style": style, "clip": clip, "steady": phases, "flicker": flicker(frames, out),
+                    "model": path, "style": style, "clip": clip, "stroke": stroke, "steady": phases, "flicker": flicker(frames, out),
                     "warping_error": warping_error(frames, out), "style_loss": style_loss_of(model, style, out, data_root),
                     "seconds_per_frame": seconds,
                 })  # fmt: skip
-    print(f"| model | clip | --steady | flicker | warping error | style loss | s/frame ({model.device}) |\n|---|---|---|---|---|---|---|")
+    print(f"| model | clip | --stroke | --steady | flicker | warping error | style loss | s/frame ({model.device}) |\n|---|---|---|---|---|---|---|---|")
     for r in results:
         loss = f"{r['style_loss']:.3f}" if r["style_loss"] is not None else "-"
-        print(f"| {names[r['model']]} | {r['clip']} | {r['steady']} | {r['flicker']:.3f} | {r['warping_error']:.5f} | {loss} | {r['seconds_per_frame']:.3f} |")
+        stroke = "native" if r["stroke"] == "native" else f"{r['stroke']:g}"
+        print(f"| {names[r['model']]} | {r['clip']} | {stroke} | {r['steady']} | {r['flicker']:.3f} | {r['warping_error']:.5f} | {loss} | {r['seconds_per_frame']:.3f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"photo": args.photo, "frames": args.frames, "rows": results}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"photo": args.photo, "frames": args.frames, "scale": args.scale, "rows": results}, indent=2) + "\n")
     if args.animation:
         write_animation(Path(args.animation), [made["pan"], *pan_outputs], ["photo", *labels])
         print(f"wrote {args.animation}")

@@ -51,7 +51,7 @@ def measure_4k(mode: str, model_path: str | None) -> dict:
     w = model.weights(0)
     before = _rss_mb()
     start = time.perf_counter()
-    model.stylize_tensor(x, w, tile=0 if mode == "whole" else None)
+    model.stylize_tensor(x, w, stroke="native", tile=0 if mode == "whole" else None)
     seconds = time.perf_counter() - start
     return {"mode": mode, "seconds": seconds, "rss_before_mb": before, "peak_mb": _peak_mb(), "growth_mb": _peak_mb() - before}
 
@@ -75,12 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(1)
     x = torch.rand(1, 3, 1024, 1024)
     w = model.weights(1)
-    model.stylize_tensor(x[..., :256, :256], w)  # warm-up
+    model.stylize_tensor(x[..., :256, :256], w, stroke="native")  # warm-up
     t = time.perf_counter()
-    whole = model.stylize_tensor(x, w, tile=0)
+    whole = model.stylize_tensor(x, w, stroke="native", tile=0)
     t_whole = time.perf_counter() - t
     t = time.perf_counter()
-    tiled = model.stylize_tensor(x, w, tile=args.tile)
+    tiled = model.stylize_tensor(x, w, stroke="native", tile=args.tile)
     t_tiled = time.perf_counter() - t
     mse = (whole - tiled).square().mean().item()
     results = {

@@ -26,6 +26,8 @@ from .fast import CompiledTransformer
 from .masks import MaskSource, check_mask_styles, mask_weights, stylize_regions
 from .styles import IDENTITY, StyleSpec, check_strength, style_weights
 from .tiling import MIN_TILE, stylize_tiled, tile_passes
+from .model import resize_style_map
+from .strokes import DEFAULT_STROKE, NATIVE, guided_upsample
 
 __all__ = ["StyleModel", "OutOfMemory", "ENGINES", "DEFAULT_TILE", "PRETRAINED_ENV", "pretrained_path", "pretrained_file", "demo_photo_path"]
 
@@ -142,6 +144,7 @@ class StyleModel(Stylizer):
         super().__init__(styles, training=training, credits=credits)
         self.device = torch.device(device) if device is not None else _default_device()
         self.transformer = transformer.to(self.device).eval()
+        self.min_size = transformer.min_size
         if self.device.type == "cpu":
             keep_freed_memory()  # large layers reuse freed pages instead of faulting in new ones (cin_style.memory)
         self.compiled: CompiledTransformer | None = None
@@ -216,18 +219,55 @@ class StyleModel(Stylizer):
         return strength * w + (1 - strength) * identity
 
     @torch.inference_mode()
-    def stylize_tensor(self, batch: Tensor, weights: Tensor, *, tile: int | None = None, progress: bool = False) -> Tensor:
+    def stylize_tensor(
+        self, batch: Tensor, weights: Tensor, *, stroke: float | str = DEFAULT_STROKE, tile: int | None = None, progress: bool = False
+    ) -> Tensor:
         """Stylize a batch (B, 3, H, W) in [0, 1] with weights (N,) or (B, N), or per-pixel maps
-        (N, H, W) or (B, N, H, W) (regions, with each region's own statistics: :mod:`cin_style.masks`).
+        (N, h, w) or (B, N, h, w) of any size (regions, with each region's own statistics: :mod:`cin_style.masks`).
 
-        ``tile``: ``None`` decides by itself (whole images, except large ones on CPU, and a
-        fall-back to tiles when the device runs out of memory); ``0`` never tiles; a number
-        always tiles with that tile side. Tiled results equal whole ones up to rounding
+        ``stroke``: the size of the strokes relative to the picture (:mod:`cin_style.strokes`): the
+        network paints at the working size :func:`~cin_style.strokes.working_size` gives (a shorter
+        side of 256 px / ``stroke`` for the bundled model, never above the batch's own size) and
+        the result is brought to full size by guided upsampling; ``"native"`` runs the network over
+        every pixel at full size. ``tile``: ``None`` decides by itself (whole images, except large
+        ones on CPU, and a fall-back to tiles when the device runs out of memory); ``0`` never tiles;
+        a number always tiles with that tile side. Tiled results equal whole ones up to rounding
         (see :mod:`cin_style.tiling`). ``progress`` shows a progress bar for tiled work.
         Per-pixel maps always run whole.
         """
+        return self.paint_at_stroke(batch, weights, lambda x, w: self._stylize_tensor(x, w, tile=tile, progress=progress), stroke=stroke)
+
+    @torch.inference_mode()
+    def paint_at_stroke(self, batch: Tensor, weights: Tensor, paint: Callable[[Tensor, Tensor], Tensor], *, stroke: float | str = DEFAULT_STROKE) -> Tensor:
+        """``paint(images, weights)`` (a network pass at the size it is given) at the working size of
+        ``stroke``, brought back to the size of ``batch`` by :func:`~cin_style.strokes.guided_upsample`;
+        where the working size is the batch's own, ``paint`` on the batch itself. Weights as for
+        :meth:`stylize_tensor`; per-pixel maps are resized to the working size."""
         with fastconv.direct(self.exact):
-            return self._stylize_tensor(batch, weights, tile=tile, progress=progress)
+            h, w = batch.shape[-2:]
+            size = self.working_size(h, w, stroke)
+            weights = weights.to(self.device)
+            if size == (h, w):
+                return paint(batch.to(self.device, torch.float32), weights)
+            batch = batch.to(self.device, torch.float32)
+            small = torch.nn.functional.interpolate(batch, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+            if weights.dim() in (3, 4):  # per-pixel maps, (N, H, W) or (B, N, H, W)
+                maps = resize_style_map(weights[None] if weights.dim() == 3 else weights, len(self.styles), size)
+                weights = maps[0] if weights.dim() == 3 else maps
+            painted = paint(small, weights)
+            return guided_upsample(painted, small, batch, prior=self._identity_share(weights))
+
+    def _identity_share(self, weights: Tensor) -> float | Tensor:
+        """The identity row's share of a blend: a number, or per image (B, 1, 1, 1), or a per-pixel map (B, 1, h, w)."""
+        if not self.has_identity:
+            return 0.0
+        i = self.styles.index(IDENTITY)
+        if weights.dim() == 1:
+            return float(weights[i])
+        if weights.dim() == 2:
+            return weights[:, i].float().view(-1, 1, 1, 1)
+        maps = weights[None] if weights.dim() == 3 else weights
+        return maps[:, i : i + 1].float()
 
     def _stylize_tensor(self, batch: Tensor, weights: Tensor, *, tile: int | None, progress: bool) -> Tensor:
         if tile is not None and tile != 0 and tile < MIN_TILE:
@@ -243,7 +283,7 @@ class StyleModel(Stylizer):
                 tile = DEFAULT_TILE
             else:  # whole images, a few at a time: bounded memory without the tiles' recomputation
                 group = CPU_WHOLE_PIXEL_LIMIT // per_image
-                return torch.cat([self.stylize_tensor(batch[i : i + group], w[i : i + group], tile=0) for i in range(0, batch.shape[0], group)])
+                return torch.cat([self.stylize_tensor(batch[i : i + group], w[i : i + group], stroke=NATIVE, tile=0) for i in range(0, batch.shape[0], group)])
         if tile:
             return self._tiled(batch, w, tile, progress)
         if self.runtime is not None and self.compiled is None and batch.device.type == "cpu":
@@ -298,11 +338,17 @@ class StyleModel(Stylizer):
         masks: Mapping[str | int, MaskSource] | None = None,
         feather: float = 0.0,
         preserve_color: bool = False,
+        stroke: float | str = DEFAULT_STROKE,
         size: int | None = None,
         tile: int | None = None,
         progress: bool = False,
     ) -> Any:
         """Stylize one image or a list of images with a style or a blend of styles.
+
+        * ``stroke`` sets the strokes' size relative to the picture, the same at any resolution
+          (:mod:`cin_style.strokes`): 1 (default) the look of the network's training scale (the
+          preview's), 0.5 finer, 2 larger strokes; ``"native"`` runs the network over every pixel
+          of the full-size photo (strokes of a fixed size in pixels, so finer on larger photos).
 
         * ``strength`` (0 to 1) dials the style down towards the photo (needs an identity row).
         * ``masks`` maps styles to grayscale masks (paths, PIL images, arrays or tensors, resized
@@ -313,16 +359,21 @@ class StyleModel(Stylizer):
           shrunk size). ``tile`` and ``progress`` are as for :meth:`stylize_tensor`.
         """
         self.check_style(style, strength=strength, masks=masks)  # before any image is read
+        stroke = self.check_stroke(stroke)
         if isinstance(images, list):
-            options = {"strength": strength, "masks": masks, "feather": feather, "preserve_color": preserve_color, "size": size, "tile": tile, "progress": progress}
+            options = {"strength": strength, "masks": masks, "feather": feather, "preserve_color": preserve_color, "stroke": stroke, "size": size, "tile": tile, "progress": progress}
             return [self.stylize(image, style, **options) for image in images]
         batch, restore = _as_batch(images, size)
         if masks is None:
             weights = self.weights(style, strength=strength)
         else:
-            weights = mask_weights(masks, self.styles, tuple(batch.shape[-2:]), base=style, feather=feather)
+            # The masks at the size the network paints at (a full-size map of every style would take
+            # gigabytes at 12 megapixels); the feather, given in the photo's pixels, scales with them.
+            height = batch.shape[-2]
+            size_painted = self.working_size(height, batch.shape[-1], stroke)
+            weights = mask_weights(masks, self.styles, size_painted, base=style, feather=feather * size_painted[0] / height)
             weights = weights if strength == 1.0 else self._with_strength(weights, strength)
-        out = self.stylize_tensor(batch, weights, tile=tile, progress=progress)
+        out = self.stylize_tensor(batch, weights, stroke=stroke, tile=tile, progress=progress)
         return restore(_preserve_color(out, batch.to(out.device)) if preserve_color else out)
 
     def stylize_files(
@@ -346,12 +397,14 @@ class StyleModel(Stylizer):
 
     def blend_grid(
         self, image: str | os.PathLike | Image.Image, styles: Sequence[str | int], *, steps: int = 5, size: int | None = None,
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        stroke: float | str = DEFAULT_STROKE, max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> Image.Image:
         """Interpolate between 2, 3 or 4 styles (a strip, a triangle or the CIN paper's 2-D grid).
 
-        The styles and ``steps`` are checked before the photo is read (``max_pixels``: as :func:`load_image`).
+        The styles, ``steps`` and ``stroke`` (as for :meth:`stylize`) are checked before the photo
+        is read (``max_pixels``: as :func:`load_image`).
         """
+        stroke = self.check_stroke(stroke)
         indices = [int(torch.argmax(self.weights(s))) for s in styles]
         if len(set(indices)) != len(indices):
             raise ValueError("give each style once")
@@ -367,7 +420,7 @@ class StyleModel(Stylizer):
                 w = torch.zeros(len(self.styles))
                 for i, value in zip(indices, cell):
                     w[i] = value
-                cells.append(to_pil(self.stylize_tensor(x, w)[0]))
+                cells.append(to_pil(self.stylize_tensor(x, w, stroke=stroke)[0]))
             rows.append(cells)
         return contact_sheet(rows)
 

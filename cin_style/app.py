@@ -2,7 +2,8 @@
 
 What a CIN network can do that a one-style network cannot, live: blend up to four styles with
 sliders, dial the strength, keep the photo's colours, paint a region in another style. The
-preview is made at a small size on every change, without a button; the full-resolution result
+preview is made at a small size on every change, without a button (painted at the stroke's
+working size, so that it is the full-resolution image shrunk); the full-resolution result
 (exact tiles above the memory limit, as ``cin-style stylize``) is made on request, for download,
 with the equivalent command line beside it. The named endpoint ``/stylize`` serves
 ``gradio_client``.
@@ -29,7 +30,7 @@ from .images import DEFAULT_MAX_PIXELS, ImageLoadError, limit_longer_side, load_
 from .styles import IDENTITY, StyleError
 from .stylizer import Stylizer
 
-__all__ = ["PREVIEW_SIZE", "MAX_BLEND", "style_string", "region_mask", "paint", "command_line", "build_app", "launch"]
+__all__ = ["PREVIEW_SIZE", "MAX_BLEND", "style_string", "region_mask", "paint", "preview_side", "command_line", "build_app", "launch"]
 
 #: Longer side of the live preview: about a quarter of a second per change on a 2-core CPU.
 PREVIEW_SIZE = 384
@@ -78,25 +79,37 @@ def paint(
     region_style: str | None = None,
     region: np.ndarray | None = None,
     feather: float = 8.0,
+    stroke: float = 1.0,
     size: int | None = None,
 ) -> Image.Image:
-    """The photo painted in ``style`` (the command line's form), shrunk to ``size`` first when
-    given; with a painted ``region`` (a mask at the photo's size) that region in ``region_style``."""
+    """The photo painted in ``style`` (the command line's form) at ``stroke``, shrunk to ``size``
+    first when given; with a painted ``region`` (a mask at the photo's size) that region in ``region_style``."""
     photo = limit_longer_side(photo.convert("RGB"), size)
     masks = None
     if region is not None and region_style:
         mask = Image.fromarray((region * 255).astype(np.uint8), "L").resize(photo.size, Image.Resampling.BILINEAR)
         masks = {region_style: mask}
-    return model.stylize(photo, style, strength=strength, preserve_color=preserve_color, masks=masks, feather=feather if masks else 0.0)
+    return model.stylize(photo, style, strength=strength, preserve_color=preserve_color, masks=masks, feather=feather if masks else 0.0, stroke=stroke)
+
+
+def preview_side(model: Stylizer, size: tuple[int, int], stroke: float) -> int:
+    """The longer side to paint a photo of ``size`` (width, height) at for a preview that looks like
+    the full-resolution image shrunk: :data:`PREVIEW_SIZE`, or the working size of ``stroke`` where
+    that is larger (fine strokes are painted at their own size, then the preview is shrunk)."""
+    height, width = model.working_size(size[1], size[0], stroke)
+    return max(PREVIEW_SIZE, height, width)
 
 
 def command_line(
-    style: str, *, model: str | None = None, strength: float = 1.0, preserve_color: bool = False, region_style: str | None = None, painted: bool = False
+    style: str, *, model: str | None = None, strength: float = 1.0, preserve_color: bool = False, region_style: str | None = None, painted: bool = False,
+    stroke: float = 1.0,
 ) -> str:
     """The ``cin-style stylize`` command that makes the same full-resolution image."""
     words = ["cin-style", "stylize", *(["-m", model] if model else []), "photo.jpg", "-s", style]
     if strength != 1.0:
         words += ["--strength", f"{strength:g}"]
+    if stroke != 1.0:
+        words += ["--stroke", f"{stroke:g}"]
     if preserve_color:
         words.append("--preserve-color")
     if painted and region_style:
@@ -154,27 +167,32 @@ def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int
 
     def settings(*values):
         names, weights = list(values[:MAX_BLEND]), list(values[MAX_BLEND : 2 * MAX_BLEND])
-        strength, keep_colour, region_style = values[2 * MAX_BLEND :]
-        return style_string(names, weights), float(strength), bool(keep_colour), region_style or None
+        strength, keep_colour, stroke, region_style = values[2 * MAX_BLEND :]
+        return style_string(names, weights), float(strength), bool(keep_colour), float(stroke), region_style or None
+
+    @functools.lru_cache(maxsize=2)
+    def full_photo(path: str) -> Image.Image:  # a slider move repaints the preview without decoding a 12-megapixel file again
+        return _open_photo(path, max_pixels)
 
     @functools.lru_cache(maxsize=8)
-    def small_photo(path: str) -> Image.Image:  # a slider move repaints the preview without decoding a 12-megapixel file again
-        return limit_longer_side(_open_photo(path, max_pixels), PREVIEW_SIZE)
+    def small_photo(path: str, side: int) -> Image.Image:
+        return limit_longer_side(full_photo(path), side)
 
     def preview(path, editor, *values):
         if not _file(path):
             return None, ""
-        style, strength, keep_colour, region_style = settings(*values)
-        photo = small_photo(_file(path))
+        style, strength, keep_colour, stroke, region_style = settings(*values)
+        photo = small_photo(_file(path), preview_side(model, full_photo(_file(path)).size, stroke))
         region = region_mask(editor, photo.size)
-        image = paint(model, photo, style, strength=strength, preserve_color=keep_colour, region_style=region_style, region=region)
-        return image, command_line(style, model=model_name, strength=strength, preserve_color=keep_colour, region_style=region_style, painted=region is not None)
+        image = paint(model, photo, style, strength=strength, preserve_color=keep_colour, region_style=region_style, region=region, stroke=stroke)
+        line = command_line(style, model=model_name, strength=strength, preserve_color=keep_colour, region_style=region_style, painted=region is not None, stroke=stroke)
+        return limit_longer_side(image, PREVIEW_SIZE), line
 
     def full(path, editor, *values):
-        style, strength, keep_colour, region_style = settings(*values)
+        style, strength, keep_colour, stroke, region_style = settings(*values)
         photo = _open_photo(path, max_pixels)
         region = region_mask(editor, photo.size)
-        image = paint(model, photo, style, strength=strength, preserve_color=keep_colour, region_style=region_style, region=region)
+        image = paint(model, photo, style, strength=strength, preserve_color=keep_colour, region_style=region_style, region=region, stroke=stroke)
         out = Path(tempfile.mkdtemp(prefix="cin-style-")) / "stylized.png"
         from .images import save_image
 
@@ -194,8 +212,8 @@ def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int
     def stream(frame, *values):
         if frame is None:
             return None
-        style, strength, keep_colour, _ = settings(*values)
-        return paint(model, Image.fromarray(frame), style, strength=strength, preserve_color=keep_colour, size=STREAM_SIZE)
+        style, strength, keep_colour, stroke, _ = settings(*values)
+        return paint(model, Image.fromarray(frame), style, strength=strength, preserve_color=keep_colour, stroke=stroke, size=STREAM_SIZE)
 
     def pick_swatch(event) -> str:  # a click on a swatch makes it the first style
         return paintings[event.index]
@@ -214,6 +232,7 @@ def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int
                         weights.append(gr.Slider(0, 1, value=1.0 if i == 0 else 0.0, step=0.05, label="weight", elem_id=f"weight{i + 1}"))
                 strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength (0: the photo)", visible=can_dial, elem_id="strength")
                 keep_colour = gr.Checkbox(label="Preserve the photo's colours", elem_id="preserve")
+                stroke = gr.Slider(0.5, 3, value=1.0, step=0.1, label="Stroke size (1: the preview's look at any resolution; 0.5 finer, 2 larger)", elem_id="stroke")
             with gr.Column(scale=1):
                 shown = gr.Image(label="Preview", type="pil", interactive=False, elem_id="preview", format="png")
                 command = gr.Code(label="The same from the command line", language="shell", interactive=False, wrap_lines=True, elem_id="command")
@@ -233,7 +252,7 @@ def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int
             api_style, api_strength, api_keep = gr.Textbox(), gr.Number(value=1.0), gr.Checkbox()
             api_out = gr.Image(type="pil", format="png")
 
-        controls = [*picks, *weights, strength, keep_colour, region_style]
+        controls = [*picks, *weights, strength, keep_colour, stroke, region_style]
         inputs = [photo, editor, *controls]
         # Uploaded files reach these functions unprocessed (preprocess=False): they are read by
         # cin-style's own image loader, whose errors are one line.

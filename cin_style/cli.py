@@ -77,6 +77,16 @@ def _tile(text: str) -> int | None:
     return {"auto": None, "off": 0, "0": 0}[text] if text in ("auto", "off", "0") else _positive(text)
 
 
+def _stroke(text: str) -> float | str:
+    """--stroke FACTOR|native, parsed by the library (its own message for a bad value)."""
+    from .strokes import StrokeError, parse_stroke
+
+    try:
+        return parse_stroke(text)
+    except StrokeError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _export(args) -> int:
     from .modelfile import credits_from_manifest, read_model, write_model
 
@@ -116,7 +126,8 @@ def _stylize(args) -> int:
     folder_mode = len(pairs) != 1 or any(Path(p).is_dir() for p in args.inputs) or output.is_dir()
     check_output(output, folder=folder_mode, suffixes=OUTPUT_FORMATS)
     model = _load_model(args, onnx=True)
-    options = {k: getattr(args, k) for k in ("strength", "feather", "preserve_color", "max_pixels", "quality", "size", "tile")}
+    options = {k: getattr(args, k) for k in ("strength", "feather", "preserve_color", "stroke", "max_pixels", "quality", "size", "tile")}
+    model.check_stroke(args.stroke)  # a stroke too large for the network, before any image is read
     if not args.all_styles:  # a bad style, mask style or strength is reported before any image is read
         model.check_style(args.style, strength=args.strength, masks=masks)
     if not folder_mode:
@@ -142,7 +153,7 @@ def _blend(args) -> int:
 
     check_output(args.output, folder=False, suffixes=OUTPUT_FORMATS)
     names = [s.strip() for s in args.style.split(",") if s.strip()]
-    grid = _load_model(args).blend_grid(args.input, names, steps=args.steps, size=args.size, max_pixels=args.max_pixels)
+    grid = _load_model(args).blend_grid(args.input, names, steps=args.steps, size=args.size, stroke=args.stroke, max_pixels=args.max_pixels)
     save_image(grid, args.output, quality=args.quality)
     print(f"wrote {args.output}")
     return 0
@@ -154,7 +165,7 @@ def _video(args) -> int:
     model = _load_model(args)
     if args.compile:
         model.accelerate()
-    stats = stylize_video(model, args.input, args.output, args.style, to_style=args.to_style, batch_size=args.batch_size, phases=args.steady)
+    stats = stylize_video(model, args.input, args.output, args.style, to_style=args.to_style, batch_size=args.batch_size, phases=args.steady, stroke=args.stroke)
     print(f"wrote {args.output}: {stats.frames} frames at {stats.width}x{stats.height}, {float(stats.rate):.3g} fps; stylized at {stats.fps:.1f} frames/s on {model.device}")
     return 0
 
@@ -222,6 +233,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, help=f"refuse images with more pixels than this, before decoding them (default {DEFAULT_MAX_PIXELS:,})")
         p.add_argument("--quality", type=_percent, default=95, help="JPEG/WebP quality, 1-100 (default 95)")
 
+    def with_stroke(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--stroke", type=_stroke, default=1.0, metavar="FACTOR|native", help="stroke size relative to the picture, the same at any resolution: 1 (default) the preview's look, 0.5 finer, 2 larger; native = the network over every pixel at full size (strokes shrink on large photos)")
+
     p = command(_export, "checkpoint -> standalone .safetensors model")
     p.add_argument("checkpoint", help="a training checkpoint (.ckpt) or model file")
     p.add_argument("-o", "--output", required=True, help="the model file to write: .safetensors, or .onnx (one graph for every style and blend; needs cin-style[onnx])")
@@ -244,6 +258,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--label", action="append", metavar="VALUE=STYLE", help="the style of one label of --labels (repeat)")
     p.add_argument("--feather", type=float, default=0.0, metavar="PX", help="soften mask edges over about PX pixels (default 0: hard)")
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours; take only the painting's strokes (luminance-only transfer)")
+    with_stroke(p)
     p.add_argument("-o", "--output", required=True, help="output image (one input) or folder (several, or a folder)")
     p.add_argument("--size", type=_positive, default=None, help="shrink so that the longer side is at most N pixels")
     p.add_argument("--tile", type=_tile, default=None, metavar="auto|off|N", help="process large images in N-pixel tiles with whole-image statistics (same look, bounded memory); auto (default): tiles for large images on CPU and after running out of GPU memory")
@@ -258,6 +273,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive, default=5, help="images per side, 2-33 (default 5)")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--size", type=_positive, default=256, help="longer side of each cell (default 256)")
+    with_stroke(p)
     with_images(p)
 
     p = command(_video, "stylize a video file (frame rate and size kept, audio dropped)")
@@ -267,6 +283,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to-style", default=None, help="blend linearly from --style to this style over the clip")
     p.add_argument("-o", "--output", required=True, help="the video to write (.mp4, .mkv, .mov, ...)")
     p.add_argument("--batch-size", type=_positive, default=8)
+    with_stroke(p)
     p.add_argument("--steady", type=int, choices=[1, 4, 16], default=1, help="average 4 or 16 sub-pixel-shifted passes per frame: less flicker on camera motion, 4x or 16x the work (default 1: off)")
     p.add_argument("--compile", action="store_true", help="run a compiled bfloat16 channels-last graph (for GPUs: the first batch waits for compilation; --to-style blends reuse the graph)")
 

@@ -186,7 +186,7 @@ def evaluate_model(
         for start in range(0, photos.shape[0], batch_size):
             batch = photos[start : start + batch_size].to(device)
             with torch.no_grad():
-                output = model.stylize_tensor(batch, weights, tile=0)
+                output = model.stylize_tensor(batch, weights, stroke="native", tile=0)  # the network itself, at the size measured
                 terms = loss(output, batch, style_grams=grams)
                 output_grams = terms.grams if terms.grams is not None else loss.style_grams(output)  # style weight 0
             _accumulate(sums, {key: float(getattr(terms, key).double().sum()) for key in _TERMS})
@@ -295,7 +295,7 @@ def identity_psnr(model: StyleModel, photos: Tensor, *, batch_size: int = 8) -> 
     weights, values = model.weights(IDENTITY), []
     for start in range(0, photos.shape[0], batch_size):
         batch = photos[start : start + batch_size].to(model.device)
-        values += psnr(model.stylize_tensor(batch, weights, tile=0), batch).tolist()
+        values += psnr(model.stylize_tensor(batch, weights, stroke="native", tile=0), batch).tolist()
     return values
 
 

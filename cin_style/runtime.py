@@ -23,7 +23,8 @@ from PIL import Image
 from .color import preserve_color as _preserve_color
 from .images import array_to_pil, load_image, to_array
 from .stylizer import Stylizer
-from .styles import StyleSpec
+from .strokes import DEFAULT_STROKE, guided_upsample
+from .styles import IDENTITY, StyleSpec
 
 __all__ = ["ONNX_FORMAT", "ONNX_FORMAT_VERSION", "METADATA_KEY", "INPUTS", "OUTPUT", "OnnxModelError", "OnnxStyleModel"]
 
@@ -111,8 +112,13 @@ class OnnxStyleModel(Stylizer):
         padded = np.pad(images, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode=mode)
         return self.run(padded, weights)[..., ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
 
-    def stylize(self, images: Any, style: StyleSpec | None = None, *, strength: float = 1.0, preserve_color: bool = False, size: int | None = None, **options: Any) -> Any:
-        """Stylize one image or a list of images (see the class). Of the other options of
+    def stylize(
+        self, images: Any, style: StyleSpec | None = None, *, strength: float = 1.0, preserve_color: bool = False,
+        stroke: float | str = DEFAULT_STROKE, size: int | None = None, **options: Any,
+    ) -> Any:
+        """Stylize one image or a list of images (see the class), ``stroke`` as for
+        :meth:`cin_style.api.StyleModel.stylize` (the working size and guided upsampling of
+        :mod:`cin_style.strokes`, in NumPy). Of the other options of
         :meth:`cin_style.api.StyleModel.stylize`, ``masks`` and a ``tile`` size are refused
         (regions and exact tiles need PyTorch); ``feather`` and ``progress`` change nothing here."""
         unknown = set(options) - {"masks", "tile", "feather", "progress"}
@@ -120,17 +126,26 @@ class OnnxStyleModel(Stylizer):
             raise TypeError(f"stylize() got unexpected keyword argument(s) {', '.join(sorted(unknown))}")
         masks, tile = options.get("masks"), options.get("tile")
         self.check_style(style, strength=strength, masks=masks)
+        stroke = self.check_stroke(stroke)
         if tile:
             raise ValueError("exact tiles need the PyTorch model file (.safetensors); the ONNX graph paints whole images")
         if isinstance(images, list):
-            return [self.stylize(image, style, strength=strength, preserve_color=preserve_color, size=size) for image in images]
+            return [self.stylize(image, style, strength=strength, preserve_color=preserve_color, stroke=stroke, size=size) for image in images]
         array = isinstance(images, np.ndarray)
         if array and (images.dtype != np.uint8 or images.ndim != 3 or images.shape[2] != 3):
             raise ValueError(f"a numpy image for the ONNX model must be uint8 (H, W, 3), got {images.dtype} {images.shape}")
         photo = Image.fromarray(images, "RGB") if array else load_image(images) if isinstance(images, (str, os.PathLike)) else images
-        x = to_array(self._photo(photo, size))[None]
-        out = self.run(x, np.asarray([self.blend(style, strength=strength)], dtype=np.float32))
+        photo = self._photo(photo, size)
+        weights = self.blend(style, strength=strength)
+        height, width = self.working_size(photo.height, photo.width, stroke)
+        x = to_array(photo)[None]
+        if (height, width) == (photo.height, photo.width):
+            out = self.run(x, np.asarray([weights], dtype=np.float32))
+        else:  # paint at the working size, then bring it to full size with the photo's edges
+            small = to_array(photo.resize((width, height), Image.Resampling.BICUBIC))[None]
+            painted = self.run(small, np.asarray([weights], dtype=np.float32))
+            prior = weights[self.styles.index(IDENTITY)] if self.has_identity else 0.0
+            out = guided_upsample(painted, small, x, prior=prior)
         out = _preserve_color(out, x) if preserve_color else out
         result = array_to_pil(out[0])
         return np.asarray(result) if array else result
-

@@ -17,6 +17,7 @@ from PIL import Image
 
 from .images import DEFAULT_MAX_PIXELS, ImageLoadError, failure_line, limit_longer_side, load_image, save_image
 from .sheets import contact_sheet
+from .strokes import check_stroke, reference_side, working_size
 from .styles import IDENTITY, StyleError, StyleSpec, blend_weights
 
 __all__ = ["Stylizer", "load_model"]
@@ -37,6 +38,23 @@ class Stylizer:
     def has_identity(self) -> bool:
         """Whether the model has an identity row (trained to reproduce the photo): the strength dial needs it."""
         return IDENTITY in self.styles
+
+    #: The smallest side the network paints (set by the subclasses).
+    min_size: int = 8
+
+    @property
+    def reference_side(self) -> int:
+        """The shorter side (pixels) stroke 1 paints at: the training photos' (:func:`cin_style.strokes.reference_side`)."""
+        return reference_side(self.training)
+
+    def check_stroke(self, stroke: float | str) -> float | str:
+        """The stroke factor parsed (a positive number or ``"native"``); :class:`~cin_style.strokes.StrokeError`
+        for one :meth:`stylize` would refuse, before any image is read."""
+        return check_stroke(stroke, reference=self.reference_side, min_size=self.min_size)
+
+    def working_size(self, height: int, width: int, stroke: float | str) -> tuple[int, int]:
+        """The (height, width) the network paints a photo of that size at (:func:`cin_style.strokes.working_size`)."""
+        return working_size(height, width, stroke, reference=self.reference_side, min_size=self.min_size)
 
     def describe_styles(self) -> list[str]:
         """One line per style: its name, and with credits the painting's title, artist, year and licence."""

@@ -21,6 +21,7 @@ import torch
 from .api import StyleModel
 from .files import atomic_path
 from .images import to_uint8
+from .strokes import DEFAULT_STROKE, NATIVE
 from .styles import StyleSpec
 
 __all__ = ["VideoStats", "PHASE_SHIFTS", "flicker", "warping_error", "phase_averaged", "stylize_frames", "stylize_video", "write_video", "read_video_info"]
@@ -56,10 +57,12 @@ def phase_averaged(model: StyleModel, x: torch.Tensor, weights: torch.Tensor, ph
     so a slow pan makes the texture "boil". Averaging the outputs for every sub-stride shift
     (16 passes; 4 for a 2-pixel grid) makes the result nearly shift-equivariant: the strokes
     move with the scene. The price is that many passes, and slightly softer strokes.
+    The network runs at the size of ``x``: :func:`stylize_frames` shrinks frames to the working
+    size of their stroke factor first, so that the shifts are the network's own pixels.
     """
     _check_phases(phases)
     if phases == 1:
-        return model.stylize_tensor(x, weights)
+        return model.stylize_tensor(x, weights, stroke=NATIVE)
     h, w = x.shape[-2:]
     mode = "reflect" if min(h, w) > 3 else "replicate"
     total = None
@@ -67,7 +70,7 @@ def phase_averaged(model: StyleModel, x: torch.Tensor, weights: torch.Tensor, ph
         for dx in PHASE_SHIFTS[phases]:
             # The same padded size for every shift, so that only the phase changes.
             shifted = torch.nn.functional.pad(x, (dx, 3 - dx, dy, 3 - dy), mode=mode)
-            y = model.stylize_tensor(shifted, weights)[..., dy : dy + h, dx : dx + w]
+            y = model.stylize_tensor(shifted, weights, stroke=NATIVE)[..., dy : dy + h, dx : dx + w]
             total = y if total is None else total + y
     return total / phases
 
@@ -79,11 +82,14 @@ def stylize_frames(
     *,
     phases: int = 1,
     batch_size: int = 8,
+    stroke: float | str = DEFAULT_STROKE,
 ) -> Iterator[np.ndarray]:
     """Stylize RGB uint8 frames (H, W, 3) in order; ``weights_at(i)`` gives frame i's style weights (N,).
 
-    ``phases`` > 1 averages sub-stride shifts against flicker (see :func:`phase_averaged`).
+    ``phases`` > 1 averages sub-stride shifts against flicker (see :func:`phase_averaged`);
+    ``stroke`` as for :meth:`cin_style.api.StyleModel.stylize` (each frame painted at its working size).
     """
+    stroke = model.check_stroke(stroke)
     _check_phases(phases)
     batch: list[np.ndarray] = []
     count = 0
@@ -97,7 +103,7 @@ def stylize_frames(
             batch.extend([batch[-1]] * (batch_size - n))
             weights.extend([weights[-1]] * (batch_size - n))
         x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div_(255)
-        y = phase_averaged(model, x, torch.stack(weights), phases)[:n]
+        y = model.paint_at_stroke(x, torch.stack(weights), lambda small, w: phase_averaged(model, small, w, phases), stroke=stroke)[:n]
         count += n
         batch.clear()
         yield from to_uint8(y).permute(0, 2, 3, 1).cpu().numpy()
@@ -210,12 +216,15 @@ def stylize_video(
     to_style: StyleSpec | None = None,
     batch_size: int = 8,
     phases: int = 1,
+    stroke: float | str = DEFAULT_STROKE,
     progress: bool = True,
 ) -> VideoStats:
     """Stylize every frame of ``src`` into ``dst`` (written atomically); return frame statistics.
 
-    ``phases`` = 4 or 16 reduces flicker at 4 or 16 times the work (see :func:`phase_averaged`).
+    ``phases`` = 4 or 16 reduces flicker at 4 or 16 times the work (see :func:`phase_averaged`);
+    ``stroke`` as for :meth:`cin_style.api.StyleModel.stylize`.
     """
+    stroke = model.check_stroke(stroke)
     av = _av()
     src, dst = Path(src), Path(dst)
     if not src.is_file():
@@ -247,7 +256,7 @@ def stylize_video(
         frames = (frame.to_ndarray(format="rgb24") for frame in container.decode(stream))
         with av.open(str(tmp), mode="w") as out, tqdm(total=total, unit="frame", desc=src.name, disable=not progress) as bar:
             out_stream = _video_stream(out, w, h, rate)
-            for arr in stylize_frames(model, frames, weights_at, phases=phases, batch_size=batch_size):
+            for arr in stylize_frames(model, frames, weights_at, phases=phases, batch_size=batch_size, stroke=stroke):
                 out.mux(out_stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
                 count += 1
                 bar.update(1)

@@ -1,8 +1,9 @@
-"""The README's pictures for masks, strength, colour preservation, exact tiles and steadier video.
+"""The README's pictures for masks, strength, colour preservation, exact tiles, steadier video and
+strokes at any size.
 
     pip install "cin-style[figures]"   # scikit-image, for its sample photos
     python scripts/make_figures.py [--model MODEL] [--identity-model MODEL] [--out docs/figures]
-        [--added-model ADDED --scratch-model SCRATCH]
+        [--added-model ADDED --scratch-model SCRATCH] [--only sizes,masks,...]
 
 The model is the bundled paintings network unless ``--model`` names another; a model with an
 identity row also makes the strength picture.
@@ -83,10 +84,10 @@ def tiles_figure(model: StyleModel, out: Path) -> None:
     photo = sample("astronaut").resize((1024, 1024), Image.Resampling.LANCZOS)
     x = to_tensor(photo)[None]
     w = model.weights(pick(model, "van_gogh_starry_night", 2))
-    whole = model.stylize_tensor(x, w, tile=0)
-    exact = model.stylize_tensor(x, w, tile=256)
+    whole = model.stylize_tensor(x, w, stroke="native", tile=0)
+    exact = model.stylize_tensor(x, w, stroke="native", tile=256)
     naive = torch.cat(
-        [torch.cat([model.stylize_tensor(x[..., r : r + 256, c : c + 256], w, tile=0) for c in range(0, 1024, 256)], dim=-1) for r in range(0, 1024, 256)],
+        [torch.cat([model.stylize_tensor(x[..., r : r + 256, c : c + 256], w, stroke="native", tile=0) for c in range(0, 1024, 256)], dim=-1) for r in range(0, 1024, 256)],
         dim=-2,
     )
     crop = (slice(128, 640), slice(256, 768))  # the centre, where four tiles meet
@@ -95,6 +96,25 @@ def tiles_figure(model: StyleModel, out: Path) -> None:
     label = "identical" if psnr == float("inf") else f"PSNR {psnr:.1f} dB"
     sheet = contact_sheet([cells], labels=[["naive 256-px tiles (each normalized alone)", f"exact tiles, --tile 256 ({label} vs whole)", "whole image"]])
     save_image(sheet, out / "tiles.jpg", quality=85)
+
+
+def sizes_figure(model: StyleModel, out: Path, *, display: int = 512) -> None:
+    """One photo at 512, 2048 and 4096 px, the network over every pixel (native) against the
+    default stroke, each shown at the same display size, and a full-size crop of the 4096 px pair."""
+    photo = sample("coffee")  # 600x400, CC0; enlarged, it has no detail of its own past 600 px, but the strokes show the point
+    style = pick(model, "van_gogh_starry_night", 0)
+    rows: list[list[Image.Image]] = [[], []]
+    crops = []
+    for side in (512, 2048, 4096):
+        big = photo.resize((side, round(side * photo.height / photo.width)), Image.Resampling.LANCZOS)
+        for row, stroke in zip(rows, ("native", 1.0)):
+            painted = model.stylize(big, style, stroke=stroke)
+            row.append(painted.resize((display, round(display * big.height / big.width)), Image.Resampling.LANCZOS))
+            if side == 4096:
+                crops.append(painted.crop((1400, 900, 1400 + display, 900 + round(display * big.height / big.width))))
+    labels = [[f"native, {side} px" for side in (512, 2048, 4096)], [f"default (stroke 1), {side} px" for side in (512, 2048, 4096)]]
+    sheet = contact_sheet([rows[0] + [crops[0]], rows[1] + [crops[1]]], labels=[labels[0] + ["native, 4096 px, 1:1 crop"], labels[1] + ["default, 4096 px, 1:1 crop"]])
+    save_image(sheet, out / "sizes.jpg", quality=85)
 
 
 def added_style_figure(added: StyleModel, scratch: StyleModel, out: Path) -> None:
@@ -134,21 +154,25 @@ def main() -> int:
     parser.add_argument("--added-model", default=None, help="a model with a style added by experiment=add_styles")
     parser.add_argument("--scratch-model", default=None, help="a single-style model of that style trained from scratch")
     parser.add_argument("--out", default=str(REPO / "docs" / "figures"))
+    parser.add_argument("--only", default=None, help="comma-separated figures to make: masks, color, tiles, flicker, strength, added, sizes (default: all)")
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else None
+    wanted = lambda name: only is None or name in only  # noqa: E731
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     model = StyleModel.load(args.model, device="cpu") if args.model else StyleModel.pretrained(device="cpu")
-    masks_figure(model, out)
-    color_figure(model, out)
-    tiles_figure(model, out)
-    figures = flicker_figure(model, out)
-    print(f"flicker on a 1-pixel-per-frame pan: plain {figures['plain']:.3f}, 16 phases {figures['steady_16']:.3f}")
-    if args.identity_model:
+    for name, figure in (("masks", masks_figure), ("color", color_figure), ("tiles", tiles_figure), ("sizes", sizes_figure)):
+        if wanted(name):
+            figure(model, out)
+    if wanted("flicker"):
+        figures = flicker_figure(model, out)
+        print(f"flicker on a 1-pixel-per-frame pan: plain {figures['plain']:.3f}, 16 phases {figures['steady_16']:.3f}")
+    if wanted("strength") and args.identity_model:
         strength_figure(StyleModel.load(args.identity_model, device="cpu"), out)
-    elif model.has_identity:
+    elif wanted("strength") and model.has_identity:
         strength_figure(model, out)
-    if args.added_model and args.scratch_model:
+    if wanted("added") and args.added_model and args.scratch_model:
         added_style_figure(StyleModel.load(args.added_model, device="cpu"), StyleModel.load(args.scratch_model, device="cpu"), out)
     print(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
     return 0

@@ -207,6 +207,12 @@ def test_in_a_real_browser(served, model, data_root, tmp_path):
         screenshot = Path(os.environ.get("CIN_STYLE_APP_SCREENSHOT", tmp_path / "app.png"))
         page.screenshot(path=str(screenshot), full_page=False)
         assert Image.open(screenshot).size == (1280, 900)
+        # Larger strokes: the preview is repainted and the command line says so.
+        page.locator("#stroke input[type=range]").fill("2")
+        page.locator("#command").get_by_text("--stroke 2", exact=False).first.wait_for(timeout=90_000)
+        larger = _shown(page)
+        expected = _pixels(model.stylize(photo, {start: 1.0, "durer_lion": 0.6}, size=384, stroke=2))
+        assert np.abs(larger - blended).mean() > 1.0 and np.abs(larger - expected).mean() < 1.0
         # A corrupt upload: a message in the page, and the app goes on serving.
         broken = tmp_path / "broken.jpg"
         broken.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
