@@ -148,12 +148,15 @@ class StyleModel(Stylizer):
         if self.device.type == "cpu":
             keep_freed_memory()  # large layers reuse freed pages instead of faulting in new ones (cin_style.memory)
         self.compiled: CompiledTransformer | None = None
+        self._loss = None  # the training loss with VGG-16, loaded on the first refinement (:meth:`_refiner`)
         #: The onnxruntime graph of these weights that whole CPU images run through (see :meth:`load`); None: PyTorch.
         self.runtime: OnnxStyleModel | None = None
         #: True: PyTorch's direct convolutions only (``engine="torch"``); False: NNPACK's where they apply (:mod:`cin_style.fastconv`).
         self.exact = False
         #: True: whole images on a CPU run under bfloat16 autocast (``engine="auto"`` on a CPU with native bfloat16).
         self.bf16 = False
+
+    can_refine = True
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | torch.device | None = None, engine: str = "auto") -> StyleModel:
@@ -257,6 +260,32 @@ class StyleModel(Stylizer):
             painted = paint(small, weights)
             return guided_upsample(painted, small, batch, prior=self._identity_share(weights))
 
+    def _refiner(self, style: StyleSpec, steps: int, style_images: str | os.PathLike, *, progress: bool = False) -> Callable[[Tensor, Tensor], Tensor]:
+        """``refine(painted, photo)``: ``steps`` L-BFGS steps of the optimization method from the
+        network's ``painted`` images towards the painting of ``style`` (one style) with the model's
+        training loss, ``photo`` the content (both at the size painted)."""
+        from tqdm.auto import tqdm
+
+        from .data import find_paintings, load_style_image, recorded_style_size
+        from .loss import LossConfig, PerceptualLoss
+        from .optimize import optimize_images
+
+        name = self.styles[int(torch.argmax(self.weights(style)))]
+        painting = find_paintings(style_images, [name], self.training.get("style_files"))[name]
+        if self._loss is None:
+            self._loss = PerceptualLoss(num_styles=1, config=LossConfig.from_record(self.training)).to(self.device).eval()
+        loss = self._loss
+        grams = loss.style_grams(load_style_image(painting, recorded_style_size(self.training))[None].to(self.device))
+
+        def refine(painted: Tensor, photo: Tensor) -> Tensor:
+            # The network ran under inference mode; the optimization needs gradients, and tensors made
+            # outside inference mode (the clones) to take them.
+            with torch.inference_mode(False), torch.enable_grad(), tqdm(total=steps, unit="step", desc="refine", disable=not progress, leave=False) as bar:
+                result = optimize_images(photo.clone(), loss=loss, style_grams=grams, steps=steps, init=painted.clone(), progress=lambda step, losses: bar.update(1))
+            return result.images
+
+        return refine
+
     def _identity_share(self, weights: Tensor) -> float | Tensor:
         """The identity row's share of a blend: a number, or per image (B, 1, 1, 1), or a per-pixel map (B, 1, h, w)."""
         if not self.has_identity:
@@ -339,6 +368,8 @@ class StyleModel(Stylizer):
         feather: float = 0.0,
         preserve_color: bool = False,
         stroke: float | str = DEFAULT_STROKE,
+        refine: int = 0,
+        style_images: str | os.PathLike | None = None,
         size: int | None = None,
         tile: int | None = None,
         progress: bool = False,
@@ -349,6 +380,11 @@ class StyleModel(Stylizer):
           (:mod:`cin_style.strokes`): 1 (default) the look of the network's training scale (the
           preview's), 0.5 finer, 2 larger strokes; ``"native"`` runs the network over every pixel
           of the full-size photo (strokes of a fixed size in pixels, so finer on larger photos).
+        * ``refine`` runs that many L-BFGS steps of the optimization method of Gatys et al.
+          (:mod:`cin_style.optimize`, the model's own training loss) from the network's painting,
+          at the working size, before it is brought to full size: the optimization's quality in
+          a fraction of its time. It needs one style and ``style_images``, the folder of the
+          paintings the model was trained on (found by the file names the model records).
 
         * ``strength`` (0 to 1) dials the style down towards the photo (needs an identity row).
         * ``masks`` maps styles to grayscale masks (paths, PIL images, arrays or tensors, resized
@@ -360,9 +396,11 @@ class StyleModel(Stylizer):
         """
         self.check_style(style, strength=strength, masks=masks)  # before any image is read
         stroke = self.check_stroke(stroke)
+        refine = self.check_refine(refine, style, style_images=style_images, strength=strength, masks=masks)
         if isinstance(images, list):
             options = {"strength": strength, "masks": masks, "feather": feather, "preserve_color": preserve_color, "stroke": stroke, "size": size, "tile": tile, "progress": progress}
-            return [self.stylize(image, style, **options) for image in images]
+            return [self.stylize(image, style, refine=refine, style_images=style_images, **options) for image in images]
+        refiner = self._refiner(style, refine, style_images, progress=progress) if refine else None
         batch, restore = _as_batch(images, size)
         if masks is None:
             weights = self.weights(style, strength=strength)
@@ -373,7 +411,12 @@ class StyleModel(Stylizer):
             size_painted = self.working_size(height, batch.shape[-1], stroke)
             weights = mask_weights(masks, self.styles, size_painted, base=style, feather=feather * size_painted[0] / height)
             weights = weights if strength == 1.0 else self._with_strength(weights, strength)
-        out = self.stylize_tensor(batch, weights, stroke=stroke, tile=tile, progress=progress)
+
+        def paint(x: Tensor, w: Tensor) -> Tensor:
+            painted = self._stylize_tensor(x, w, tile=tile, progress=progress)
+            return painted if refiner is None else refiner(painted, x)
+
+        out = self.paint_at_stroke(batch, weights, paint, stroke=stroke)
         return restore(_preserve_color(out, batch.to(out.device)) if preserve_color else out)
 
     def stylize_files(

@@ -38,6 +38,8 @@ PREVIEW_SIZE = 384
 STREAM_SIZE = 256
 #: Styles one blend can mix in the page.
 MAX_BLEND = 4
+#: Optimization steps of the "refine" checkbox (cin-style stylize --refine).
+REFINE_STEPS = 30
 
 
 def style_string(names: Sequence[str | None], weights: Sequence[float]) -> str:
@@ -80,16 +82,20 @@ def paint(
     region: np.ndarray | None = None,
     feather: float = 8.0,
     stroke: float = 1.0,
+    refine: int = 0,
+    style_images: str | os.PathLike | None = None,
     size: int | None = None,
 ) -> Image.Image:
     """The photo painted in ``style`` (the command line's form) at ``stroke``, shrunk to ``size``
-    first when given; with a painted ``region`` (a mask at the photo's size) that region in ``region_style``."""
+    first when given; with a painted ``region`` (a mask at the photo's size) that region in
+    ``region_style``; ``refine`` optimization steps after the network (paintings in ``style_images``)."""
     photo = limit_longer_side(photo.convert("RGB"), size)
     masks = None
     if region is not None and region_style:
         mask = Image.fromarray((region * 255).astype(np.uint8), "L").resize(photo.size, Image.Resampling.BILINEAR)
         masks = {region_style: mask}
-    return model.stylize(photo, style, strength=strength, preserve_color=preserve_color, masks=masks, feather=feather if masks else 0.0, stroke=stroke)
+    extra = {"refine": refine, "style_images": style_images} if refine else {}
+    return model.stylize(photo, style, strength=strength, preserve_color=preserve_color, masks=masks, feather=feather if masks else 0.0, stroke=stroke, **extra)
 
 
 def preview_side(model: Stylizer, size: tuple[int, int], stroke: float) -> int:
@@ -103,6 +109,8 @@ def preview_side(model: Stylizer, size: tuple[int, int], stroke: float) -> int:
 def command_line(
     style: str, *, model: str | None = None, strength: float = 1.0, preserve_color: bool = False, region_style: str | None = None, painted: bool = False,
     stroke: float = 1.0,
+    refine: int = 0,
+    style_images: str | None = None,
 ) -> str:
     """The ``cin-style stylize`` command that makes the same full-resolution image."""
     words = ["cin-style", "stylize", *(["-m", model] if model else []), "photo.jpg", "-s", style]
@@ -110,6 +118,8 @@ def command_line(
         words += ["--strength", f"{strength:g}"]
     if stroke != 1.0:
         words += ["--stroke", f"{stroke:g}"]
+    if refine:
+        words += ["--refine", str(refine), "--style-images", str(style_images)]
     if preserve_color:
         words.append("--preserve-color")
     if painted and region_style:
@@ -148,12 +158,14 @@ def _open_photo(value: Any, max_pixels: int) -> Image.Image:
     return load_image(path, max_pixels=max_pixels)
 
 
-def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """The Gradio Blocks of the studio for ``model``."""
+def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, style_images: str | os.PathLike | None = None):
+    """The Gradio Blocks of the studio for ``model``; with ``style_images`` (the paintings' folder)
+    the full-resolution image can be refined by the optimization method."""
     import gradio as gr
 
     paintings = [s for s in model.styles if s != IDENTITY]
     can_dial = model.has_identity
+    can_refine = model.can_refine and style_images is not None
     failures = (StyleError, ImageLoadError, ValueError, OSError)
 
     def guarded(fn):
@@ -188,11 +200,12 @@ def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int
         line = command_line(style, model=model_name, strength=strength, preserve_color=keep_colour, region_style=region_style, painted=region is not None, stroke=stroke)
         return limit_longer_side(image, PREVIEW_SIZE), line
 
-    def full(path, editor, *values):
+    def full(path, editor, refine, *values):
         style, strength, keep_colour, stroke, region_style = settings(*values)
         photo = _open_photo(path, max_pixels)
         region = region_mask(editor, photo.size)
-        image = paint(model, photo, style, strength=strength, preserve_color=keep_colour, region_style=region_style, region=region, stroke=stroke)
+        steps = REFINE_STEPS if refine else 0
+        image = paint(model, photo, style, strength=strength, preserve_color=keep_colour, region_style=region_style, region=region, stroke=stroke, refine=steps, style_images=style_images)
         out = Path(tempfile.mkdtemp(prefix="cin-style-")) / "stylized.png"
         from .images import save_image
 
@@ -236,6 +249,7 @@ def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int
             with gr.Column(scale=1):
                 shown = gr.Image(label="Preview", type="pil", interactive=False, elem_id="preview", format="png")
                 command = gr.Code(label="The same from the command line", language="shell", interactive=False, wrap_lines=True, elem_id="command")
+                refine = gr.Checkbox(label=f"Refine it: {REFINE_STEPS} steps of the optimization method (one style; tens of seconds)", visible=can_refine, elem_id="refine")
                 make = gr.Button("Make the full-resolution image", elem_id="full")
                 download = gr.File(label="Full resolution", elem_id="download")
         with gr.Accordion("Regions: paint over the photo, then pick the region's style", open=False):
@@ -260,14 +274,17 @@ def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int
         for component in [photo, editor, *controls]:
             component.change(guarded(preview), inputs, [shown, command], **live)
         photo.change(guarded(photo_for_editor), photo, editor, api_visibility="private", preprocess=False)  # the region is painted over the same photo
-        make.click(guarded(full), inputs, download, api_visibility="private", preprocess=False)
+        make.click(guarded(full), [photo, editor, refine, *controls], download, api_visibility="private", preprocess=False)
         swatches.select(pick_swatch, None, picks[0], api_visibility="private")
         camera.stream(guarded(stream), [camera, *controls], painted, stream_every=0.5, api_visibility="private")
         gr.Button(visible=False).click(guarded(api), [api_image, api_style, api_strength, api_keep], api_out, api_name="stylize", preprocess=False)
     return app
 
 
-def launch(model_path: str | os.PathLike | None = None, *, port: int = 7860, share: bool = False, host: str = "127.0.0.1", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+def launch(
+    model_path: str | os.PathLike | None = None, *, port: int = 7860, share: bool = False, host: str = "127.0.0.1", max_pixels: int = DEFAULT_MAX_PIXELS,
+    style_images: str | os.PathLike | None = None,
+) -> None:
     """Serve the studio for the model file (the bundled model by default) until interrupted."""
     try:
         import gradio  # noqa: F401 - only to say what to install
@@ -279,5 +296,5 @@ def launch(model_path: str | os.PathLike | None = None, *, port: int = 7860, sha
 
     model = load_model(model_path)
     bundled = model_path is None or Path(model_path).resolve() == pretrained_path().resolve()
-    app = build_app(model, model_name=None if bundled else str(model_path), max_pixels=max_pixels)  # the bundled model needs no -m
+    app = build_app(model, model_name=None if bundled else str(model_path), max_pixels=max_pixels, style_images=style_images)  # the bundled model needs no -m
     app.queue(default_concurrency_limit=1).launch(server_name=host, server_port=port, share=share, max_file_size="50mb", show_error=True)

@@ -126,10 +126,13 @@ def _stylize(args) -> int:
     folder_mode = len(pairs) != 1 or any(Path(p).is_dir() for p in args.inputs) or output.is_dir()
     check_output(output, folder=folder_mode, suffixes=OUTPUT_FORMATS)
     model = _load_model(args, onnx=True)
-    options = {k: getattr(args, k) for k in ("strength", "feather", "preserve_color", "stroke", "max_pixels", "quality", "size", "tile")}
+    options = {k: getattr(args, k) for k in ("strength", "feather", "preserve_color", "stroke", "refine", "style_images", "max_pixels", "quality", "size", "tile")}
     model.check_stroke(args.stroke)  # a stroke too large for the network, before any image is read
-    if not args.all_styles:  # a bad style, mask style or strength is reported before any image is read
+    if args.all_styles and args.refine:
+        raise CommandError("--refine paints one style; drop --all-styles")
+    if not args.all_styles:  # a bad style, mask style, strength or refinement is reported before any image is read
         model.check_style(args.style, strength=args.strength, masks=masks)
+        model.check_refine(args.refine, args.style, style_images=args.style_images, strength=args.strength, masks=masks)
     if not folder_mode:
         model.stylize_file(pairs[0][0], output, args.style, sheet=args.all_styles, masks=masks, **options, progress=True)
         print(f"wrote {output}")
@@ -208,7 +211,7 @@ def _evaluate(args) -> int:
 def _app(args) -> int:
     from .app import launch
 
-    launch(args.model, port=args.port, share=args.share, host=args.host)
+    launch(args.model, port=args.port, share=args.share, host=args.host, style_images=args.style_images)
     return 0
 
 
@@ -259,6 +262,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--feather", type=float, default=0.0, metavar="PX", help="soften mask edges over about PX pixels (default 0: hard)")
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours; take only the painting's strokes (luminance-only transfer)")
     with_stroke(p)
+    p.add_argument("--refine", type=_positive, default=0, metavar="STEPS", help="then run STEPS L-BFGS steps of the optimization method (Gatys et al.) from the network's painting: the best stills, seconds each (needs --style-images and the .safetensors model)")
+    p.add_argument("--style-images", default=None, metavar="DIR", help="with --refine: the folder of paintings the model was trained on (found by name)")
     p.add_argument("-o", "--output", required=True, help="output image (one input) or folder (several, or a folder)")
     p.add_argument("--size", type=_positive, default=None, help="shrink so that the longer side is at most N pixels")
     p.add_argument("--tile", type=_tile, default=None, metavar="auto|off|N", help="process large images in N-pixel tiles with whole-image statistics (same look, bounded memory); auto (default): tiles for large images on CPU and after running out of GPU memory")
@@ -325,6 +330,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_positive, default=7860, help="default 7860")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--share", action=argparse.BooleanOptionalAction, default=False, help="a public gradio.live link (default: no)")
+    p.add_argument("--style-images", default=None, metavar="DIR", help="the paintings the model was trained on: offers to refine the full-resolution image (--refine)")
     return parser
 
 

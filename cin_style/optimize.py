@@ -47,7 +47,7 @@ def optimize_images(
     style_grams: dict[str, Tensor],
     steps: int = 300,
     method: str = "lbfgs",
-    init: str = "content",
+    init: str | Tensor = "content",
     lr: float | None = None,
     seed: int = 0,
     progress: Callable[[int, dict[str, float]], None] | None = None,
@@ -56,19 +56,25 @@ def optimize_images(
 
     ``style_grams`` are the painting's Gram matrices per style layer, (1 or B, C, C), as
     :meth:`PerceptualLoss.style_grams` returns them. The B images are independent problems
-    solved together (the loss is their sum). ``progress(step, losses)`` is called after
-    every step.
+    solved together (the loss is their sum). ``init``: start from the photo (``"content"``),
+    from noise, or from given images of ``content``'s shape (a network's output, to refine it).
+    ``progress(step, losses)`` is called after every step.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if init not in INITS:
-        raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    if isinstance(init, Tensor):
+        if init.shape != content.shape:
+            raise ValueError(f"init images {tuple(init.shape)} must have the content's shape {tuple(content.shape)}")
+    elif init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)} or images, got {init!r}")
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     content = content.detach()
     with torch.no_grad():
         content_features = loss.vgg(content)  # targets, computed once
-    if init == "content":
+    if isinstance(init, Tensor):
+        start = init.detach().to(content).clone(memory_format=torch.contiguous_format)
+    elif init == "content":
         start = content.clone(memory_format=torch.contiguous_format)
     else:
         generator = torch.Generator(device="cpu").manual_seed(seed)

@@ -119,13 +119,15 @@ class OnnxStyleModel(Stylizer):
         """Stylize one image or a list of images (see the class), ``stroke`` as for
         :meth:`cin_style.api.StyleModel.stylize` (the working size and guided upsampling of
         :mod:`cin_style.strokes`, in NumPy). Of the other options of
-        :meth:`cin_style.api.StyleModel.stylize`, ``masks`` and a ``tile`` size are refused
-        (regions and exact tiles need PyTorch); ``feather`` and ``progress`` change nothing here."""
-        unknown = set(options) - {"masks", "tile", "feather", "progress"}
+        :meth:`cin_style.api.StyleModel.stylize`, ``masks``, a ``tile`` size and ``refine`` are
+        refused (regions, exact tiles and the optimization need PyTorch); ``feather`` and
+        ``progress`` change nothing here."""
+        unknown = set(options) - {"masks", "tile", "feather", "progress", "refine", "style_images"}
         if unknown:
             raise TypeError(f"stylize() got unexpected keyword argument(s) {', '.join(sorted(unknown))}")
         masks, tile = options.get("masks"), options.get("tile")
         self.check_style(style, strength=strength, masks=masks)
+        self.check_refine(options.get("refine", 0), style, style_images=options.get("style_images"), strength=strength)  # refused: it needs PyTorch
         stroke = self.check_stroke(stroke)
         if tile:
             raise ValueError("exact tiles need the PyTorch model file (.safetensors); the ONNX graph paints whole images")

@@ -56,6 +56,24 @@ class Stylizer:
         """The (height, width) the network paints a photo of that size at (:func:`cin_style.strokes.working_size`)."""
         return working_size(height, width, stroke, reference=self.reference_side, min_size=self.min_size)
 
+    #: Whether :meth:`stylize` can refine its output by the optimization method (it needs PyTorch and VGG-16).
+    can_refine: bool = False
+
+    def check_refine(self, refine: int, style: StyleSpec | None, *, style_images: Any = None, strength: float = 1.0, masks: Any = None) -> int:
+        """``refine`` (optimization steps after the network; 0: none) checked with what it needs,
+        before any image is read: a whole number, PyTorch, one style, and the paintings' folder."""
+        if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+            raise ValueError(f"refine must be a whole number of optimization steps (0: none), got {refine!r}")
+        if not refine:
+            return 0
+        if not self.can_refine:
+            raise ValueError("refining runs the optimization method through VGG-16 in PyTorch: give the .safetensors model, not the ONNX file")
+        if masks is not None or strength != 1.0 or style is None or max(self.blend(style)) < 1.0:
+            raise StyleError("refining optimizes towards one painting: give one style, without masks, blends or a strength")
+        if style_images is None:
+            raise ValueError("refining needs the painting: give the folder of paintings the model was trained on (--style-images DIR, style_images=)")
+        return refine
+
     def describe_styles(self) -> list[str]:
         """One line per style: its name, and with credits the painting's title, artist, year and licence."""
         credits = {c.get("style"): c for c in self.credits or []}
