@@ -29,7 +29,7 @@ from .tiling import MIN_TILE, stylize_tiled, tile_passes
 from .model import resize_style_map
 from .strokes import DEFAULT_STROKE, NATIVE, guided_upsample
 
-__all__ = ["StyleModel", "OutOfMemory", "ENGINES", "DEFAULT_TILE", "PRETRAINED_ENV", "pretrained_path", "pretrained_file", "demo_photo_path"]
+__all__ = ["StyleModel", "OutOfMemory", "default_device", "ENGINES", "DEFAULT_TILE", "PRETRAINED_ENV", "pretrained_path", "pretrained_file", "demo_photo_path"]
 
 #: Environment variable naming a model file to use instead of the bundled one.
 PRETRAINED_ENV = "CIN_STYLE_PRETRAINED"
@@ -118,7 +118,8 @@ def _is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
-def _default_device() -> torch.device:
+def default_device() -> torch.device:
+    """Where models and the optimization run unless told: the GPU when there is one."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -142,7 +143,7 @@ class StyleModel(Stylizer):
         if len(styles) != transformer.num_styles:
             raise ValueError(f"{len(styles)} style names for a network with {transformer.num_styles} styles")
         super().__init__(styles, training=training, credits=credits)
-        self.device = torch.device(device) if device is not None else _default_device()
+        self.device = torch.device(device) if device is not None else default_device()
         self.transformer = transformer.to(self.device).eval()
         self.min_size = transformer.min_size
         if self.device.type == "cpu":

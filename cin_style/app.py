@@ -128,8 +128,8 @@ def command_line(
 
 
 def _credit(model: Stylizer, name: str) -> str:
-    credits = {c.get("style"): c for c in model.credits or []}
-    c = credits.get(name) or {}
+    """A swatch's caption: the painting's title and artist (:meth:`Stylizer.credit`)."""
+    c = model.credit(name) or {}
     if name == IDENTITY:
         return "identity (the photo itself: strength 0)"
     return f"{c.get('title', name)} — {c.get('artist', '?')}" if c.get("artist") else name

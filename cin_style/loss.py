@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .vgg import VGG16Features
+from .vgg import VGG16Features, layer_channels
 
 __all__ = ["gram_matrix", "total_variation", "LossConfig", "PerceptualLoss", "LossTerms"]
 
@@ -139,9 +139,8 @@ class PerceptualLoss(nn.Module):
         if multipliers.shape != (num_styles,):
             raise ValueError(f"{multipliers.numel()} style multipliers for {num_styles} styles")
         self.register_buffer("style_multipliers", multipliers)
-        channels = {"relu1": 64, "relu2": 128, "relu3": 256, "relu4": 512, "relu5": 512}
         for name in self.style_layers:
-            c = channels[name.split("_")[0]]
+            c = layer_channels(name)
             self.register_buffer(f"gram_{name}", torch.zeros(num_styles, c, c))
         self.register_buffer("targets_set", torch.zeros((), dtype=torch.bool))
 

@@ -139,7 +139,9 @@ def _read_checkpoint(path: Path) -> LoadedModel:
         raise ModelFileError(f"{path}: not a cin-style Lightning checkpoint (no state_dict/hyper_parameters)")
     hp = ckpt["hyper_parameters"]
     styles = list(hp.get("style_names", []))
-    config = TransformerConfig(num_styles=len(styles), width=float(hp.get("width", 1.0)), num_residual_blocks=int(hp.get("num_residual_blocks", 5)))
+    defaults = TransformerConfig(num_styles=len(styles))  # absent keys: the architecture's own defaults
+    width, blocks = hp.get("width", defaults.width), hp.get("num_residual_blocks", defaults.num_residual_blocks)
+    config = TransformerConfig(num_styles=len(styles), width=float(width), num_residual_blocks=int(blocks))
     tensors = {k[len("transformer.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("transformer.")}
     loss = hp.get("loss") or {}
     training = {

@@ -173,7 +173,9 @@ def optimize_file(
 
     photo = limit_longer_side(load_image(content, max_pixels=max_pixels), size)
     load_image(painting, max_pixels=max_pixels)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from .api import default_device
+
+    device = torch.device(device) if device is not None else default_device()
     perceptual = PerceptualLoss(num_styles=1, config=LossConfig(**dict(loss or {}))).to(device).eval()
     grams = perceptual.style_grams(load_style_image(painting, style_size or min(photo.size))[None].to(device))
     method = options.get("method", "lbfgs")

@@ -74,12 +74,15 @@ class Stylizer:
             raise ValueError("refining needs the painting: give the folder of paintings the model was trained on (--style-images DIR, style_images=)")
         return refine
 
+    def credit(self, name: str) -> dict[str, Any] | None:
+        """The credit record of a style's painting (title, artist, year, licence, source), None without one."""
+        return next((c for c in self.credits or [] if c.get("style") == name), None)
+
     def describe_styles(self) -> list[str]:
         """One line per style: its name, and with credits the painting's title, artist, year and licence."""
-        credits = {c.get("style"): c for c in self.credits or []}
         lines = []
         for name in self.styles:
-            c = credits.get(name)
+            c = self.credit(name)
             if c is None:
                 lines.append(name)
             elif not c.get("artist"):  # the identity row: no painting behind it

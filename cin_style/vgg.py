@@ -50,6 +50,7 @@ __all__ = [
     "project_cache_dir",
     "convert_lpips_archive",
     "LAYER_INDEX",
+    "layer_channels",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
 ]
@@ -67,6 +68,19 @@ LAYER_INDEX: dict[str, int] = {
     "relu4_1": 18, "relu4_2": 20, "relu4_3": 22,
     "relu5_1": 25, "relu5_2": 27, "relu5_3": 29,
 }  # fmt: skip
+
+
+def layer_channels(name: str) -> int:
+    """The channel count of a ReLU output by name (``relu3_3`` -> 256), read from :data:`VGG16_CFG`."""
+    block, conv = (int(n) - 1 for n in _check_layer(name)[4:].split("_"))  # relu<block>_<conv>
+    blocks: list[list[int]] = [[]]
+    for width in VGG16_CFG:  # the convolutions' widths, one list between two poolings
+        if width == "M":
+            blocks.append([])
+        else:
+            blocks[-1].append(int(width))
+    return blocks[block][conv]
+
 
 #: Indices of the 13 convolutions in ``features``.
 CONV_INDICES: tuple[int, ...] = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)

@@ -171,3 +171,13 @@ def test_a_pass_for_fewer_layers_stops_early_with_the_same_values():
     assert len(calls) == 16  # features[0..15]: conv4_x never ran
     with pytest.raises(ValueError, match="not relu5_1"):
         vgg(x, ["relu5_1"])
+
+
+def test_layer_channels_are_the_widths_of_vgg16():
+    expected = {"relu1_1": 64, "relu1_2": 64, "relu2_2": 128, "relu3_1": 256, "relu3_3": 256, "relu4_3": 512, "relu5_1": 512, "relu5_3": 512}
+    assert {name: vggmod.layer_channels(name) for name in expected} == expected  # torchvision's VGG-16 "D"
+    net = VGG16Features(layers=list(expected), weights="random")
+    feats = net(torch.rand(1, 3, 32, 32))
+    assert all(feats[name].shape[1] == c for name, c in expected.items())
+    with pytest.raises(ValueError, match="unknown VGG-16 layer"):
+        vggmod.layer_channels("relu6_1")
