@@ -1,7 +1,7 @@
 """Refining stills: the network's painting plus a few optimization steps, against Gatys et al.
 
     python -m benchmarks.refine [-m MODEL] [--photos DIR] [--styles DIR] [--steps 30]
-        [--timing 3] [--curve-side 1024] [--cache benchmarks/optimized] [--json OUT.json]
+        [--timing 3] [--limit N] [--curve-side 1024 [--curve-steps K]] [--cache benchmarks/optimized] [--json OUT.json]
 
 For every style, on the photo the bundled model's optimization gate uses for it (Kodak, centre
 crop at 256 px, :func:`cin_style.evaluate.optimized_photos`): the total loss of the network's
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--styles", default=str(DATA / "styles"))
     parser.add_argument("--steps", type=int, default=30, help="refinement steps (default 30)")
     parser.add_argument("--timing", type=int, default=3, help="pairs on which Gatys-100 is timed (default 3)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N styles")
+    parser.add_argument("--curve-steps", type=int, default=None, help="steps of the large curve (default: --steps)")
     parser.add_argument("--curve-side", type=int, default=1024, help="the longer side of the large curve's photo (0: none)")
     parser.add_argument("--cache", default=str(REPO / "benchmarks" / "optimized"), help="Gatys-100 figures kept by cin-style evaluate")
     parser.add_argument("--json", default=None)
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = StyleModel.load(args.model, device="cpu", engine="torch") if args.model else StyleModel.pretrained(device="cpu", engine="torch")
     loss = model_loss(model)
-    styles = evaluated_styles(model.styles)
+    styles = evaluated_styles(model.styles)[: args.limit]
     files = find_images(args.photos)
     photos = load_center_crops(files, 256)
     paintings = find_paintings(args.styles, styles, model.training.get("style_files"))
@@ -95,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         painted = model.stylize_tensor(x, model.weights(name), stroke="native")
         with torch.no_grad():
             network = float(loss(painted, x, style_grams=grams).total)
-        _, curve, seconds = optimize(x, loss, grams, args.steps, init=painted)
-        curves[f"refine_{args.steps}_{args.curve_side}"] = [network, *curve]
-        curves[f"refine_{args.steps}_{args.curve_side}_seconds"] = seconds
+        steps = args.curve_steps or args.steps
+        _, curve, seconds = optimize(x, loss, grams, steps, init=painted)
+        curves[f"refine_{steps}_{args.curve_side}"] = [network, *curve]
+        curves[f"refine_{steps}_{args.curve_side}_seconds"] = seconds
 
     timed = [r for r in rows if r["gatys_s"]]
     summary = {

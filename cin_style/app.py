@@ -249,7 +249,7 @@ def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int
             with gr.Column(scale=1):
                 shown = gr.Image(label="Preview", type="pil", interactive=False, elem_id="preview", format="png")
                 command = gr.Code(label="The same from the command line", language="shell", interactive=False, wrap_lines=True, elem_id="command")
-                refine = gr.Checkbox(label=f"Refine it: {REFINE_STEPS} steps of the optimization method (one style; tens of seconds)", visible=can_refine, elem_id="refine")
+                refine = gr.Checkbox(label=f"Refine it: {REFINE_STEPS} steps of the optimization method (one style; about 2 s a step on a 2-core CPU)", visible=can_refine, elem_id="refine")
                 make = gr.Button("Make the full-resolution image", elem_id="full")
                 download = gr.File(label="Full resolution", elem_id="download")
         with gr.Accordion("Regions: paint over the photo, then pick the region's style", open=False):

@@ -262,7 +262,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--feather", type=float, default=0.0, metavar="PX", help="soften mask edges over about PX pixels (default 0: hard)")
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours; take only the painting's strokes (luminance-only transfer)")
     with_stroke(p)
-    p.add_argument("--refine", type=_positive, default=0, metavar="STEPS", help="then run STEPS L-BFGS steps of the optimization method (Gatys et al.) from the network's painting: the best stills, seconds each (needs --style-images and the .safetensors model)")
+    p.add_argument("--refine", type=_positive, default=0, metavar="STEPS", help="then run STEPS L-BFGS steps of the optimization method (Gatys et al.) from the network's painting: the best stills (about 2 s a step at the working size on a 2-core CPU; needs --style-images and the .safetensors model)")
     p.add_argument("--style-images", default=None, metavar="DIR", help="with --refine: the folder of paintings the model was trained on (found by name)")
     p.add_argument("-o", "--output", required=True, help="output image (one input) or folder (several, or a folder)")
     p.add_argument("--size", type=_positive, default=None, help="shrink so that the longer side is at most N pixels")

@@ -4,6 +4,7 @@ import resource
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,3 +94,17 @@ def test_flicker_wants_one_label_per_model():
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2 and "one --label per -m" in done.stderr
+
+
+def test_the_stroke_benchmarks_edge_figure_by_hand():
+    from PIL import Image, ImageFilter
+
+    from benchmarks.strokes import edge_correlation
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray((np.kron(rng.random((12, 16, 3)), np.ones((16, 16, 1))) * 255).astype(np.uint8))
+    assert edge_correlation(photo, photo) == pytest.approx(1.0, abs=1e-9)
+    blurred = photo.filter(ImageFilter.GaussianBlur(6))  # what a plain upscale does to edges
+    assert 0.2 < edge_correlation(blurred, photo) < 0.9
+    noise = Image.fromarray((rng.random((192, 256, 3)) * 255).astype(np.uint8))
+    assert abs(edge_correlation(noise, photo)) < 0.1 and edge_correlation(photo, noise) == pytest.approx(edge_correlation(noise, photo))
