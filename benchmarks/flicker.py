@@ -45,7 +45,7 @@ import numpy as np
 SIZE = (320, 256)
 
 
-def clips(photo_path: str, frames: int, scale: int = 1) -> dict[str, list[np.ndarray]]:
+def clips(photo_path: str, frames: int, enlarge: int = 1) -> dict[str, list[np.ndarray]]:
     from PIL import Image
 
     from cin_style.images import load_image
@@ -65,8 +65,8 @@ def clips(photo_path: str, frames: int, scale: int = 1) -> dict[str, list[np.nda
     base = still[64 : 64 + h, 40 : 40 + w].astype(np.float32)
     jitter = [np.clip(base + rng.normal(0, 4, base.shape) + rng.normal(0, 3), 0, 255).astype(np.uint8) for _ in range(frames)]
     made = {"pan": pan, "zoom": zoom, "jitter": jitter}
-    if scale != 1:
-        size = (w * scale, h * scale)
+    if enlarge != 1:
+        size = (w * enlarge, h * enlarge)
         made = {name: [np.asarray(Image.fromarray(f).resize(size, Image.Resampling.LANCZOS)) for f in frames_] for name, frames_ in made.items()}
     return made
 
@@ -128,13 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photo", default=str(data_root / "content" / "val" / "kodim23.jpg"))
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--steady", default="1,4", help="comma-separated --steady settings to measure (1 = plain frames)")
+    parser.add_argument("--scale", type=int, default=1, help="enlarge every clip K times (Lanczos), default 1 (320x256)")
+    parser.add_argument("--stroke", default="1", help="comma-separated stroke settings to measure: numbers or native (default 1)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--animation", default=None, help="write the pan clip and each model's output (plain frames) as .webp or .gif")
     args = parser.parse_args(argv)
-    made = clips(args.photo, args.frames)
-    results, pan_outputs, labels = [], [], []
     if args.label is not None and len(args.label) != len(args.model):
         parser.error(f"give one --label per -m ({len(args.model)}), got {len(args.label)}")
+    made = clips(args.photo, args.frames, args.scale)
+    strokes = [s if s == "native" else float(s) for s in args.stroke.split(",")]
+    results, pan_outputs, labels = [], [], []
     names = dict(zip(args.model, args.label or short_names(args.model)))
     for path in args.model:
         model = StyleModel.load(path)

@@ -247,7 +247,7 @@ class _PaintsThePainting:
     def weights(self, name):
         return torch.tensor(float(self.styles.index(name)))
 
-    def stylize_tensor(self, batch, weights, tile=None):
+    def stylize_tensor(self, batch, weights, stroke=None, tile=None):
         s = 0 if self.alike else int(weights)
         return self.paintings[s][None].expand(batch.shape[0], -1, -1, -1)
 
