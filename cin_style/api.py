@@ -150,6 +150,7 @@ class StyleModel(Stylizer):
             keep_freed_memory()  # large layers reuse freed pages instead of faulting in new ones (cin_style.memory)
         self.compiled: CompiledTransformer | None = None
         self._loss = None  # the training loss with VGG-16, loaded on the first refinement (:meth:`_refiner`)
+        self._refine_targets: dict[tuple[str, str], dict[str, Tensor]] = {}  # (style, folder) -> the painting's Gram matrices
         #: The onnxruntime graph of these weights that whole CPU images run through (see :meth:`load`); None: PyTorch.
         self.runtime: OnnxStyleModel | None = None
         #: True: PyTorch's direct convolutions only (``engine="torch"``); False: NNPACK's where they apply (:mod:`cin_style.fastconv`).
@@ -272,11 +273,14 @@ class StyleModel(Stylizer):
         from .optimize import optimize_images
 
         name = self.styles[int(torch.argmax(self.weights(style)))]
-        painting = find_paintings(style_images, [name], self.training.get("style_files"))[name]
         if self._loss is None:
             self._loss = PerceptualLoss(num_styles=1, config=LossConfig.from_record(self.training)).to(self.device).eval()
         loss = self._loss
-        grams = loss.style_grams(load_style_image(painting, recorded_style_size(self.training))[None].to(self.device))
+        key = (name, str(style_images))
+        if key not in self._refine_targets:  # a folder of photos reads and measures the painting once
+            painting = find_paintings(style_images, [name], self.training.get("style_files"))[name]
+            self._refine_targets[key] = loss.style_grams(load_style_image(painting, recorded_style_size(self.training))[None].to(self.device))
+        grams = self._refine_targets[key]
 
         def refine(painted: Tensor, photo: Tensor) -> Tensor:
             # The network ran under inference mode; the optimization needs gradients, and tensors made

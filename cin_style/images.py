@@ -181,11 +181,10 @@ def to_uint8(tensor: Tensor) -> Tensor:
     # A float copy of a band of rows at a time, then in place: a 12-megapixel photo is 144 MB per
     # float copy, and its band of 256 rows 12 MB.
     tensor = tensor.detach()
-    out = torch.empty(tensor.shape, dtype=torch.uint8, device=tensor.device)
-    rows = tensor.shape[-2] if tensor.dim() >= 2 else 1
     if tensor.dim() < 2:
         return tensor.float().clamp(0, 1).mul_(255).round_().to(torch.uint8)
-    for top in range(0, rows, 256):
+    out = torch.empty(tensor.shape, dtype=torch.uint8, device=tensor.device)
+    for top in range(0, tensor.shape[-2], 256):
         band = tensor[..., top : top + 256, :]
         out[..., top : top + 256, :] = band.float().clamp(0, 1).mul_(255).round_()
     return out

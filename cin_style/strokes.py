@@ -172,8 +172,7 @@ def _box_mean(x: Any, radius: int) -> Any:
 
 def _taps(out_size: int, in_size: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Source indices and weights (out_size, T) for enlarging ``in_size`` samples to ``out_size``:
-    bilinear (T = 2), bicubic (T = 4, Keys' kernel with a = -0.75, as PyTorch's bicubic) or
-    Lanczos-3 (T = 6, weights normalized to sum to 1)."""
+    bilinear (T = 2, as PyTorch's) or Lanczos-3 (T = 6, weights normalized to sum to 1)."""
     centre = (np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5
     if kind == "lanczos":
         base = np.floor(centre)
@@ -182,19 +181,12 @@ def _taps(out_size: int, in_size: int, kind: str) -> tuple[np.ndarray, np.ndarra
         d = centre[:, None] - index
         weight = np.sinc(d) * np.sinc(d / 3) * (np.abs(d) < 3)
         weight = weight / weight.sum(axis=1, keepdims=True)
-    elif kind == "bilinear":
+    else:
         centre = np.maximum(centre, 0.0)  # PyTorch's bilinear clamps the coordinate at the start
         base = np.floor(centre)
         t = centre - base
         index = base[:, None] + np.arange(2)[None]
         weight = np.stack([1 - t, t], axis=1)
-    else:
-        base = np.floor(centre)
-        t = (centre - base)[:, None]
-        index = base[:, None] + np.arange(-1, 3)[None]
-        d = np.abs(t - np.arange(-1, 3)[None])
-        a = -0.75
-        weight = np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1, np.where(d < 2, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a, 0.0))
     return np.clip(index, 0, in_size - 1).astype(np.int64), weight.astype(np.float64)
 
 
@@ -208,8 +200,8 @@ def _resample_rows(x: Any, index: np.ndarray, weight: np.ndarray) -> Any:
 
 def _resample_columns(x: Any, width: int, kind: str, taps: tuple[np.ndarray, np.ndarray]) -> Any:
     """Columns of (..., rows, w) resampled to ``width``. PyTorch's own kernel where it computes the
-    same taps (it scales the rows by 1, exactly), else by the taps."""
-    if not _is_numpy(x) and kind != "lanczos":
+    same taps (bilinear: it scales the rows by 1, exactly), else by the taps."""
+    if not _is_numpy(x) and kind == "bilinear":
         F = _torch().nn.functional
         shape = x.shape
         flat = x.reshape(-1, 1, *shape[-2:]) if x.dim() != 4 else x
