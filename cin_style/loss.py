@@ -31,7 +31,10 @@ from torch import Tensor, nn
 
 from .vgg import VGG16Features, layer_channels
 
-__all__ = ["gram_matrix", "total_variation", "LossConfig", "PerceptualLoss", "LossTerms"]
+__all__ = ["gram_matrix", "total_variation", "LossConfig", "PerceptualLoss", "LossTerms", "BALANCES", "balance_weights"]
+
+#: The choices of :attr:`LossConfig.balance`.
+BALANCES = ("none", "gatys")
 
 
 @dataclass
@@ -46,9 +49,27 @@ class LossConfig:
     style_weight: float = 5.0
     tv_weight: float = 0.0
     pooling: str = "max"  # VGG-16's pooling: max (torchvision) or avg (Gatys et al., Magenta)
+    #: How multi-style training weighs the styles against each other. "none": each sample's total
+    #: as it is, so the shared convolutions mostly follow the paintings with large losses (they
+    #: differ severalfold, as Cheng et al., CVPR 2021, show); "gatys": each sample's total divided
+    #: by its style's reference, the mean total that the optimization method (Gatys et al.,
+    #: ``balance_steps`` L-BFGS steps) reaches on ``balance_photos`` training photos at
+    #: ``balance_size`` px (None: the training crop size), so that training minimizes the sum of
+    #: the per-style ratios to that bound, which is what ``cin-style evaluate`` measures. A
+    #: training setting: evaluation and optimization compare unweighted totals.
+    balance: str = "none"
+    balance_photos: int = 2
+    balance_steps: int = 100
+    balance_size: int | None = None
     #: Where VGG-16's weights come from (None: found automatically, see :mod:`cin_style.vgg`; a file;
     #: or "random" for shape tests). A property of the machine, not of the loss: never recorded.
     vgg_weights: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.balance not in BALANCES:
+            raise ValueError(f"loss.balance must be one of {', '.join(BALANCES)}, got {self.balance!r}")
+        if self.balance_photos < 1 or self.balance_steps < 1:
+            raise ValueError(f"loss.balance_photos and loss.balance_steps must be at least 1, got {self.balance_photos} and {self.balance_steps}")
 
     def record(self) -> dict[str, Any]:
         """The settings a model file records (everything but ``vgg_weights``)."""
@@ -59,6 +80,21 @@ class LossConfig:
         """The loss a model was trained with, from its training record (defaults for what it lacks)."""
         keys = {f.name for f in fields(cls)} - {"vgg_weights"}
         return cls(**{k: v for k, v in record.items() if k in keys})
+
+
+def balance_weights(style_names: Sequence[str], reference: Mapping[str, float], *, unreferenced: Sequence[str] = ()) -> Tensor:
+    """Each style's weight in a balanced objective: 1 / its reference total, so that the weighted
+    loss is the sum of the per-style ratios to the reference. The styles in ``unreferenced`` (the
+    identity row, which has no painting) get 1 / the mean reference, the weight a style of average
+    difficulty gets, so that their share of the objective stays what it was unbalanced."""
+    missing = sorted(set(style_names) - set(reference) - set(unreferenced))
+    if missing:
+        raise ValueError(f"no balance reference for style(s) {', '.join(missing)}")
+    values = [float(reference[n]) for n in style_names if n not in unreferenced]
+    if any(not v > 0 or v != v or v == float("inf") for v in values):
+        raise ValueError(f"balance references must be positive and finite, got {values}")
+    mean = sum(values) / len(values) if values else 1.0
+    return torch.tensor([1.0 / (mean if n in unreferenced else float(reference[n])) for n in style_names])
 
 
 def gram_matrix(features: Tensor) -> Tensor:

@@ -149,6 +149,8 @@ def _read_checkpoint(path: Path) -> LoadedModel:
         "lr": hp.get("lr"),
         **{k: loss[k] for k in ("content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "pooling") if k in loss},
         **({"style_multipliers": list(hp["style_multipliers"])} if hp.get("style_multipliers") is not None else {}),
+        **({k: loss[k] for k in ("balance", "balance_photos", "balance_steps", "balance_size") if k in loss} if loss.get("balance", "none") != "none" else {}),
+        **({"balance_reference": dict(hp["balance_reference"])} if hp.get("balance_reference") else {}),
         **dict(ckpt.get("cin_style_data") or {}),  # image_size, style_size, style_files (cin_style.train.DataRecord)
     }
     # A checkpoint has no format version: one from before a tensor was added simply lacks it.

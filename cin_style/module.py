@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from .loss import LossConfig, LossTerms, PerceptualLoss
+from .loss import LossConfig, LossTerms, PerceptualLoss, balance_weights
 from .model import StyleTransformer, one_hot_styles
 from .stability import perturb, stability_loss
 from .styles import IDENTITY
@@ -46,6 +46,13 @@ class StyleTransferModule(L.LightningModule):
             the defaults for those not given.
         style_multipliers: multiplier of a style's style loss, by style name (default 1; the
             identity row has no painting and no style loss).
+        balance_reference: the balanced objective (``loss.balance=gatys``): each trained style's
+            reference total, by name (:func:`cin_style.optimize.reference_totals`). Each sample's
+            total is divided by its style's reference (:func:`~cin_style.loss.balance_weights`;
+            the identity row's by the mean reference), so the shared convolutions minimize the
+            sum of the per-style ratios instead of following the styles with the largest losses.
+            The logged ``train/total`` and ``val/total`` stay unweighted; ``val/ratio`` is the
+            validation photos' mean ratio to the references. None: every sample weighs its total.
         lr: Adam learning rate.
         style_lr: Adam learning rate of the per-style tables (gamma/beta and the photo skip's
             gains; default ``lr``). Each row sees only its own style's samples, about 1/N of them,
@@ -88,6 +95,7 @@ class StyleTransferModule(L.LightningModule):
         num_residual_blocks: int = 5,
         loss: Mapping[str, Any] | None = None,
         style_multipliers: Mapping[str, float] | None = None,
+        balance_reference: Mapping[str, float] | None = None,
         lr: float = 1e-3,
         style_lr: float | None = None,
         lr_decay_steps: int | None = None,
@@ -131,6 +139,9 @@ class StyleTransferModule(L.LightningModule):
         multipliers = [0.0 if name == IDENTITY else float((style_multipliers or {}).get(name, 1.0)) for name in self.style_names]
         self.identity_index = self.style_names.index(IDENTITY) if IDENTITY in self.style_names else None
         self.loss = PerceptualLoss(num_styles=len(self.style_names), config=LossConfig(**dict(loss or {})), style_multipliers=multipliers)
+        self.balance: Tensor | None = None
+        if balance_reference is not None:
+            self.set_balance(balance_reference)
         self.style_lr = lr if style_lr is None else style_lr  # the other settings are read from self.hparams
         self.stability = {"shift": stability_shift, "noise": stability_noise, "brightness": stability_brightness}
         if frozen_styles:
@@ -140,6 +151,13 @@ class StyleTransferModule(L.LightningModule):
             self.loss.vgg.to(memory_format=torch.channels_last)
         self.channels_last = channels_last
         self._scored = torch.compile(self._score, dynamic=False) if compile else self._score
+
+    def set_balance(self, reference: Mapping[str, float]) -> None:
+        """Turn on the balanced objective with these reference totals (see ``balance_reference``);
+        they are kept in the hyperparameters, so checkpoints and model files record them."""
+        unreferenced = [IDENTITY, *self.style_names[: self.hparams.frozen_styles]]  # no painting, or never trained here
+        self.balance = balance_weights(self.style_names, reference, unreferenced=unreferenced)
+        self.hparams["balance_reference"] = {name: float(value) for name, value in reference.items()}
 
     def _freeze(self, rows: int) -> None:
         """Keep every convolution and the first ``rows`` rows of every style table exactly as they are."""
@@ -243,10 +261,20 @@ class StyleTransferModule(L.LightningModule):
             perturbed = perturbed.contiguous(memory_format=torch.channels_last)
         return terms, output, self.transformer(perturbed, style)
 
+    def objective(self, terms: LossTerms, style_index: Tensor) -> Tensor:
+        """What the optimizer minimizes: the batch's mean total, each sample's divided by its
+        style's reference when the objective is balanced (:meth:`set_balance`)."""
+        if self.balance is None:
+            return terms.total.mean()
+        return (terms.total * self.balance.to(terms.total.device)[style_index.to(terms.total.device)]).mean()
+
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         drawn = self.draw_styles(batch.shape[0])
         terms = self.score(batch, drawn.to(self.device, non_blocking=True))
         means = terms.means()
+        objective = self.objective(terms, drawn)
+        if self.balance is not None:
+            self.log("train/balanced", objective.detach(), batch_size=batch.shape[0])
         self.log_dict({f"train/{k}": v for k, v in means.items()}, prog_bar=False, batch_size=batch.shape[0])
         self.log("loss", means["total"], prog_bar=True, logger=False, batch_size=batch.shape[0])
         if self.hparams.lr_decay_steps is not None:  # where the schedule stands (the shared convolutions' rate)
@@ -255,7 +283,7 @@ class StyleTransferModule(L.LightningModule):
         for s in drawn.unique().tolist():
             picked = drawn == s
             self.log(f"train_style/{self.style_names[s]}", total[picked.to(self.device)].mean(), batch_size=int(picked.sum()))
-        return means["total"]
+        return objective
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         b = batch.shape[0]
@@ -267,6 +295,8 @@ class StyleTransferModule(L.LightningModule):
             for key, value in terms.means().items():
                 self.log(f"val/{key}", value, batch_size=b * len(self.trainable_styles), on_epoch=True, sync_dist=True)
             self.log(f"val_style/{self.style_names[s]}", terms.total.mean(), batch_size=b, on_epoch=True, sync_dist=True)
+            if self.balance is not None and s != self.identity_index:
+                self.log("val/ratio", terms.total.mean() * float(self.balance[s]), batch_size=b, on_epoch=True, sync_dist=True)
 
     @torch.no_grad()
     def sample_grid(self, content: Tensor) -> Tensor:

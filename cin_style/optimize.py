@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .loss import LossTerms, PerceptualLoss
 
-__all__ = ["optimize_images", "optimize_file", "save_result", "OptimizationResult", "METHODS", "INITS"]
+__all__ = ["optimize_images", "optimize_file", "save_result", "reference_totals", "OptimizationResult", "METHODS", "INITS"]
 
 METHODS = ("lbfgs", "adam")
 INITS = ("content", "noise")
@@ -124,6 +124,28 @@ def optimize_images(
         terms = evaluate()
     record(steps, {k: float(v) for k, v in terms.means().items()})
     return OptimizationResult(images=image.detach(), terms=terms, history=history)
+
+
+def reference_totals(
+    photos: Tensor,
+    paintings: Mapping[str, Tensor],
+    *,
+    loss: PerceptualLoss,
+    steps: int = 100,
+    progress: Callable[[str, float], None] | None = None,
+) -> dict[str, float]:
+    """The mean total loss that ``steps`` L-BFGS steps from the photo reach on ``photos`` (P, 3, H, W),
+    per painting (3, h, w): the bound a feed-forward network approximates, style by style (the
+    reference of the balanced training objective, :attr:`~cin_style.loss.LossConfig.balance`).
+    ``progress(name, total)`` is called after each painting."""
+    totals: dict[str, float] = {}
+    for name, painting in paintings.items():
+        grams = loss.style_grams(painting.unsqueeze(0).to(photos))
+        result = optimize_images(photos, loss=loss, style_grams=grams, steps=steps)
+        totals[name] = float(result.terms.total.mean())
+        if progress is not None:
+            progress(name, totals[name])
+    return totals
 
 
 def save_result(result: OptimizationResult, output: str | os.PathLike, *, title: str = "", quality: int = 95) -> list[Path]:

@@ -331,6 +331,62 @@ def init_from(transformer: torch.nn.Module, source: torch.nn.Module, source_styl
     return sum(r is not None for r in rows)
 
 
+def balance_reference(cfg: DictConfig, data: StyleTransferDataModule, module: StyleTransferModule, run_dir: Path, init_training: dict | None) -> dict[str, float] | None:
+    """The balanced objective's reference total per trained painting (``loss.balance=gatys``), or None.
+
+    Computed once per run and kept in ``balance.json`` in the run folder (a resumed run reads it
+    back); a run that starts from a model file trained with the same balance settings takes that
+    file's recorded references. Computing them runs the optimization method on
+    ``loss.balance_photos`` training photos (evenly spaced in the folder's sorted list, centre
+    crops) for every painting, with a progress line per painting.
+    """
+    import json
+
+    loss = cfg.loss
+    if loss.get("balance", "none") == "none":
+        return None
+    size = int(loss.get("balance_size") or cfg.data.image_size)
+    settings = {"balance": loss.balance, "balance_photos": int(loss.balance_photos), "balance_steps": int(loss.balance_steps), "balance_size": size}
+    needed = [module.style_names[i] for i in module.trainable_styles if module.style_names[i] != IDENTITY]
+    stored = run_dir / "balance.json"
+    sources = [(stored, json.loads(stored.read_text()) if stored.is_file() else None)]
+    if init_training is not None:
+        sources.append((Path(str(cfg.init_model)), {**{k: init_training.get(k) for k in settings}, "reference": init_training.get("balance_reference")}))
+    for where, record in sources:
+        reference = (record or {}).get("reference") or {}
+        if record and all(record.get(k) == v for k, v in settings.items()) and set(needed) <= set(reference):
+            _say(f"loss.balance={loss.balance}: the references of {where}")
+            reference, photos = {name: float(reference[name]) for name in needed}, record.get("photos")
+            break
+    else:
+        reference, photos = _compute_reference(settings, data, module, needed)
+    if not stored.is_file():
+        with atomic_path(stored) as tmp:
+            Path(tmp).write_text(json.dumps({**settings, "photos": photos, "reference": reference}, indent=2))
+    return reference
+
+
+def _compute_reference(
+    settings: dict[str, Any], data: StyleTransferDataModule, module: StyleTransferModule, needed: list[str]
+) -> tuple[dict[str, float], list[str]]:
+    from .data import load_center_crops
+    from .optimize import reference_totals
+
+    data.setup("fit")
+    files, size = data.train_set.files, settings["balance_size"]
+    picks = [files[round(i * (len(files) - 1) / max(1, settings["balance_photos"] - 1))] for i in range(min(settings["balance_photos"], len(files)))]
+    photos = load_center_crops(picks, size).to(module.device)
+    paintings = dict(zip(data.style_names, data.load_style_images()))
+    _say(f"loss.balance={settings['balance']}: {settings['balance_steps']} L-BFGS steps of Gatys et al. on {len(picks)} training photo(s) at {size} px, for {len(needed)} painting(s) (once per run)")
+    started = time.perf_counter()
+
+    def done(name: str, total: float) -> None:
+        _say(f"  reference {name}: {total:.4f} ({time.perf_counter() - started:.0f} s)")
+
+    reference = reference_totals(photos, {n: paintings[n] for n in needed}, loss=module.loss, steps=settings["balance_steps"], progress=done)
+    return reference, [str(p) for p in picks]
+
+
 def export_run_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *, manifest: str | os.PathLike | None = None) -> Path:
     """Write a run's last checkpoint as a standalone model file (float32, so that it can start the next run),
     with each painting's credits when the data's MANIFEST.csv covers every style."""
@@ -384,6 +440,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     quiet_known_noise()
+    if cfg.loss.get("balance", "none") != "none" and cfg.loss.get("balance_size") is None:
+        cfg.loss.balance_size = cfg.data.image_size  # recorded as used, so that a later run can reuse the references
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
@@ -414,7 +472,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     if base is not None:
         module.transformer.load_state_dict(base.transformer.with_new_styles(len(names) - len(old_styles)).state_dict())
         _say(f"base model {cfg.base_model}: {len(old_styles)} style(s) and every convolution frozen")
-    elif cfg.get("init_model"):
+    init = None
+    if base is None and cfg.get("init_model"):
         if cfg.get("ckpt_path"):
             raise TrainingConfigError("give init_model (start from a model file's weights) or ckpt_path (resume a run), not both")
         init = read_model(cfg.init_model)
@@ -426,6 +485,9 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     trained = [names[i] for i in module.trainable_styles]
     _say(f"training {len(trained)} style(s): {', '.join(trained)}")
     module.set_style_targets(dict(zip(data.style_names, data.load_style_images())))
+    reference = balance_reference(cfg, data, module, run_dir, init.training if init is not None else None)
+    if reference is not None:
+        module.set_balance(reference)
 
     checkpoint = LastStepCheckpoint(
         dirpath=run_dir / "checkpoints",
