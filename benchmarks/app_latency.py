@@ -24,9 +24,9 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from PIL import Image
 
-from cin_style.api import StyleModel, demo_photo_path
+from cin_style.inference.style_model import StyleModel, demo_photo_path
 from cin_style.app import PREVIEW_SIZE, paint
-from cin_style.images import limit_longer_side
+from cin_style.io.images import limit_longer_side
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ weights: only its speed matters) runs in the same way.
 Paths: ``pytorch`` (float32 eager with PyTorch's direct convolutions, ``--engine torch``; the
 tiles' memory bound above 2 megapixels), ``default`` (``engine="auto"``, what ``StyleModel`` and
 ``cin-style stylize`` do on this CPU: one of the next two), ``pytorch-nnpack`` (float32 with
-NNPACK's Winograd and FFT convolutions, :mod:`cin_style.fastconv`), ``pytorch-bf16`` (bfloat16
+NNPACK's Winograd and FFT convolutions, :mod:`cin_style.network.fastconv`), ``pytorch-bf16`` (bfloat16
 autocast with PyTorch's direct convolutions; fast only where the CPU has native bfloat16),
 ``pytorch-compile`` (``torch.compile``, float32), ``onnxruntime`` (the exported graph,
 float32), ``onnxruntime-int8`` (its weights quantized dynamically), ``reference``.
@@ -45,7 +45,7 @@ STYLE = 3
 
 
 def _photo(size: tuple[int, int]) -> Image.Image:
-    from cin_style.api import demo_photo_path
+    from cin_style.inference.style_model import demo_photo_path
 
     return Image.open(demo_photo_path()).convert("RGB").resize(size, Image.Resampling.LANCZOS)
 
@@ -56,17 +56,17 @@ def _runner(path: str, model_file: Path, onnx_file: Path):
         import torch
 
         from benchmarks.reference import TransformerNet
-        from cin_style.images import to_pil, to_tensor
+        from cin_style.io.images import to_pil, to_tensor
 
         net = TransformerNet().eval()
         torch.set_grad_enabled(False)
         return lambda image: to_pil((net(to_tensor(image)[None] * 255) / 255).clamp(0, 1)[0])
     if path.startswith("onnxruntime"):
-        from cin_style.runtime import OnnxStyleModel
+        from cin_style.inference.onnx_model import OnnxStyleModel
 
         model = OnnxStyleModel.load(onnx_file if path == "onnxruntime" else onnx_file.with_suffix(".int8.onnx"))
         return lambda image: model.stylize(image, STYLE)
-    from cin_style.api import StyleModel
+    from cin_style.inference.style_model import StyleModel
 
     model = StyleModel.load(model_file, device="cpu", engine="torch" if path in ("pytorch", "pytorch-compile") else "auto")
     if path == "pytorch-compile":

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 
 import torch
 
-from cin_style.data import load_center_crops, load_style_image
-from cin_style.fastconv import native_bf16
-from cin_style.images import find_images
-from cin_style.module import StyleTransferModule
-from cin_style.styles import IDENTITY
+from cin_style.io.paintings import load_center_crops, load_style_image
+from cin_style.network.fastconv import native_bf16
+from cin_style.io.images import find_images
+from cin_style.training.module import StyleTransferModule
+from cin_style.network.styles import IDENTITY
 
 
 @dataclass

@@ -15,13 +15,13 @@ kodim23, resized to 576x384; ``--photo`` to change):
 
 ``--scale K`` enlarges every clip K times (Lanczos): the same motion in the picture at K times the
 frame size, where ``--stroke`` (comma-separated settings, default 1) decides whether the network
-paints at the working size (:mod:`cin_style.strokes`) or over every pixel (``native``).
+paints at the working size (:mod:`cin_style.inference.strokes`) or over every pixel (``native``).
 
 Metrics per clip, model, stroke and ``--steady`` setting:
 
 * **flicker**: mean absolute difference of consecutive output frames over the same for the input
-  frames (``cin_style.video.flicker``; 1 = no more change than the input);
-* **warping error**: Lai et al.'s temporal metric (``cin_style.video.warping_error``): the previous
+  frames (``cin_style.inference.video.flicker``; 1 = no more change than the input);
+* **warping error**: Lai et al.'s temporal metric (``cin_style.inference.video.warping_error``): the previous
   output warped by the input's optical flow (OpenCV DIS), mean squared difference to the current
   output over non-occluded pixels;
 * **style loss** of the output frames against the style's painting, with the model's own loss
@@ -48,7 +48,7 @@ SIZE = (320, 256)
 def clips(photo_path: str, frames: int, enlarge: int = 1) -> dict[str, list[np.ndarray]]:
     from PIL import Image
 
-    from cin_style.images import load_image
+    from cin_style.io.images import load_image
 
     photo = load_image(photo_path).resize((576, 384), Image.Resampling.LANCZOS)
     still = np.asarray(photo)
@@ -75,8 +75,8 @@ def style_loss_of(model, style: str, frames: list[np.ndarray], data_root: Path) 
     """Mean style loss of ``frames`` against the style's painting, with the model's training settings."""
     import torch
 
-    from cin_style.data import find_paintings, load_style_image, recorded_style_size
-    from cin_style.evaluate import model_loss
+    from cin_style.io.paintings import find_paintings, load_style_image, recorded_style_size
+    from cin_style.quality.evaluate import model_loss
 
     try:
         painting = find_paintings(data_root / "styles", [style], model.training.get("style_files"))[style]
@@ -118,7 +118,7 @@ def short_names(paths: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     from cin_style import StyleModel
-    from cin_style.video import flicker, stylize_frames, warping_error
+    from cin_style.inference.video import flicker, stylize_frames, warping_error
 
     data_root = Path(os.environ.get("CIN_STYLE_DATA", "../shared/data"))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

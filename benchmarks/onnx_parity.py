@@ -11,8 +11,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-from cin_style.api import StyleModel, pretrained_path
-from cin_style.runtime import OnnxStyleModel
+from cin_style.inference.style_model import StyleModel, pretrained_path
+from cin_style.inference.onnx_model import OnnxStyleModel
 
 SIZES = [(256, 256), (257, 383), (1024, 768)]
 STYLES = ["hokusai_great_wave", "hokusai_great_wave=0.5,van_gogh_starry_night=0.3,durer_lion=0.2"]

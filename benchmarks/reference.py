@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cin_style.vgg import IMAGENET_MEAN, IMAGENET_STD, LAYER_INDEX, VGG16Features
+from cin_style.losses.vgg import IMAGENET_MEAN, IMAGENET_STD, LAYER_INDEX, VGG16Features
 
 __all__ = ["TransformerNet", "ReferenceTrainer"]
 

@@ -4,9 +4,9 @@
         [--timing 3] [--limit N] [--curve-side 1024 [--curve-steps K]] [--cache benchmarks/optimized] [--json OUT.json]
 
 For every style, on the photo the bundled model's optimization gate uses for it (Kodak, centre
-crop at 256 px, :func:`cin_style.evaluate.optimized_photos`): the total loss of the network's
+crop at 256 px, :func:`cin_style.quality.evaluate.optimized_photos`): the total loss of the network's
 output, of that output refined by ``--steps`` L-BFGS steps (``cin-style stylize --refine``, which
-is :func:`cin_style.optimize.optimize_images` with the network's output as its start), and of
+is :func:`cin_style.losses.optimize.optimize_images` with the network's output as its start), and of
 100 steps of Gatys et al. from the photo (the gate's figures, from ``--cache`` where they are,
 as ``cin-style evaluate --optimize-cache`` keeps them). The time of the refinement is measured on
 every pair, the time of Gatys-100 on the first ``--timing`` pairs. Loss curves: the refinement's
@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 
 from cin_style import StyleModel
-from cin_style.data import find_paintings, load_center_crops, load_style_image, recorded_style_size
-from cin_style.evaluate import OptimizedCache, evaluated_styles, model_loss, optimized_photos
-from cin_style.images import find_images, load_image, to_tensor
-from cin_style.optimize import optimize_images
+from cin_style.io.paintings import find_paintings, load_center_crops, load_style_image, recorded_style_size
+from cin_style.quality.evaluate import OptimizedCache, evaluated_styles, model_loss, optimized_photos
+from cin_style.io.images import find_images, load_image, to_tensor
+from cin_style.losses.optimize import optimize_images
 
 DATA = Path(os.environ.get("CIN_STYLE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 REPO = Path(__file__).resolve().parents[1]

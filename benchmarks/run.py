@@ -22,7 +22,7 @@ Timing: warm-up runs, then the median of repeated runs (CUDA events on a GPU). T
 the convolutions' nominal work, the same for both networks: 153,792 multiply-adds per pixel
 for the transformer (counted by :mod:`torch.utils.flop_counter` on the reference), and for a
 training step the VGG-16 forward and backward passes as well. Our decoder does 2.25x fewer
-multiply-adds than that nominal count (see :func:`cin_style.phase.upsample_conv3x3`), so its
+multiply-adds than that nominal count (see :func:`cin_style.network.phase.upsample_conv3x3`), so its
 "achieved" figure is nominal work per second. Peak memory is the process's peak resident set
 on a CPU (PyTorch alone is about 0.6 GB of it) and ``max_memory_allocated`` on a GPU.
 """
@@ -44,7 +44,7 @@ from collections.abc import Callable
 import torch
 
 from cin_style import StyleModel, StyleTransformer
-from cin_style.vgg import VGG16Features
+from cin_style.losses.vgg import VGG16Features
 
 from .reference import ReferenceTrainer, TransformerNet
 
@@ -172,7 +172,7 @@ def _training(spec: dict, device: torch.device) -> dict:
         def run() -> object:
             return trainer.step(x)
     else:
-        from cin_style.module import StyleTransferModule  # Lightning: imported only where needed, not in inference rows
+        from cin_style.training.module import StyleTransferModule  # Lightning: imported only where needed, not in inference rows
 
         n = spec.get("styles", 1)
         fast = device.type == "cuda"

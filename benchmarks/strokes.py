@@ -8,7 +8,7 @@ Three measurements, each through the public API (:meth:`cin_style.StyleModel.sty
 * **Stroke size.** Every photo is resized (Lanczos) to each of ``--sizes`` on its longer side and
   painted in every style by default (``stroke=1``); the output is scaled back (Lanczos) to a
   shorter side of 256 px and scored with the model's own training loss against its painting
-  (:func:`cin_style.evaluate.model_loss`). The reference is the network's output for the same
+  (:func:`cin_style.quality.evaluate.model_loss`). The reference is the network's output for the same
   photo at a shorter side of 256 px, the size the network was trained and is evaluated at
   (``cin-style evaluate --size 256``). Per style the ratio is the mean style term over the
   photos at that size over the mean at 256 px; the table gives the median over styles (the
@@ -42,9 +42,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cin_style import StyleModel
-from cin_style.data import find_paintings, load_style_image, recorded_style_size
-from cin_style.evaluate import evaluated_styles, model_loss
-from cin_style.images import find_images, load_image, to_tensor
+from cin_style.io.paintings import find_paintings, load_style_image, recorded_style_size
+from cin_style.quality.evaluate import evaluated_styles, model_loss
+from cin_style.io.images import find_images, load_image, to_tensor
 
 DATA = Path(os.environ.get("CIN_STYLE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SPEED_SIZES = {"4K": (3840, 2160), "12 MP": (4243, 2828), "24 MP": (6000, 4000)}

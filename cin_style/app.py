@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .images import DEFAULT_MAX_PIXELS, ImageLoadError, limit_longer_side, load_image
-from .styles import IDENTITY, StyleError
-from .stylizer import Stylizer
+from cin_style.io.images import DEFAULT_MAX_PIXELS, ImageLoadError, limit_longer_side, load_image
+from cin_style.network.styles import IDENTITY, StyleError
+from cin_style.inference.stylizer import Stylizer
 
 __all__ = ["PREVIEW_SIZE", "MAX_BLEND", "style_string", "region_mask", "paint", "preview_side", "command_line", "build_app", "launch"]
 
@@ -137,7 +137,7 @@ def _credit(model: Stylizer, name: str) -> str:
 
 def _swatches(model: Stylizer, size: int = 160) -> list[tuple[Image.Image, str]]:
     """Each painting style on the demo photo, captioned with its painting's title and artist."""
-    from .api import demo_photo_path
+    from cin_style.inference.style_model import demo_photo_path
 
     photo = limit_longer_side(load_image(demo_photo_path()), size)
     return [(model.stylize(photo, name), _credit(model, name)) for name in model.styles if name != IDENTITY]
@@ -149,7 +149,7 @@ def _file(value: Any) -> str | None:
 
 
 def _open_photo(value: Any, max_pixels: int) -> Image.Image:
-    """The uploaded photo, read by :func:`cin_style.images.load_image` (not by Gradio, whose error
+    """The uploaded photo, read by :func:`cin_style.io.images.load_image` (not by Gradio, whose error
     for a broken file is a page of internals): orientation, size limit and one-line errors as
     everywhere else."""
     path = _file(value)
@@ -207,7 +207,7 @@ def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int
         steps = REFINE_STEPS if refine else 0
         image = paint(model, photo, style, strength=strength, preserve_color=keep_colour, region_style=region_style, region=region, stroke=stroke, refine=steps, style_images=style_images)
         out = Path(tempfile.mkdtemp(prefix="cin-style-")) / "stylized.png"
-        from .images import save_image
+        from cin_style.io.images import save_image
 
         save_image(image, out)
         return str(out)
@@ -290,9 +290,9 @@ def launch(
         import gradio  # noqa: F401 - only to say what to install
     except ImportError:
         raise ValueError('the app needs Gradio: pip install "cin-style[app]"') from None
-    from .stylizer import load_model
+    from cin_style.inference.loader import load_model
 
-    from .api import pretrained_path
+    from cin_style.inference.style_model import pretrained_path
 
     model = load_model(model_path)
     bundled = model_path is None or Path(model_path).resolve() == pretrained_path().resolve()

@@ -39,7 +39,7 @@ class CommandError(Exception):
 def _load_model(args, *, onnx: bool = False, engine: str | None = None):
     """The model named by -m (or the bundled one); an ONNX file only for the commands that take one.
     ``engine``: the command's own choice, else ``--engine`` where the command has it, else auto."""
-    from .stylizer import load_model
+    from cin_style.inference.loader import load_model
 
     if not onnx and args.model is not None and Path(args.model).suffix.lower() == ".onnx":
         raise CommandError(f"ONNX files serve 'cin-style stylize' and 'styles'; give the .safetensors model to '{args.command}'")
@@ -79,7 +79,7 @@ def _tile(text: str) -> int | None:
 
 def _stroke(text: str) -> float | str:
     """--stroke FACTOR|native, parsed by the library (its own message for a bad value)."""
-    from .strokes import StrokeError, parse_stroke
+    from cin_style.inference.strokes import StrokeError, parse_stroke
 
     try:
         return parse_stroke(text)
@@ -88,7 +88,7 @@ def _stroke(text: str) -> float | str:
 
 
 def _export(args) -> int:
-    from .modelfile import credits_from_manifest, read_model, write_model
+    from cin_style.io.modelfile import credits_from_manifest, read_model, write_model
 
     loaded = read_model(args.checkpoint)
     credits = credits_from_manifest(args.credits, loaded.styles, loaded.training) if args.credits else loaded.credits
@@ -104,13 +104,13 @@ def _styles(args) -> int:
 
 
 def _stylize(args) -> int:
-    from .files import check_output
-    from .images import OUTPUT_FORMATS, collect_images
-    from .regions import masks_from_options
+    from cin_style.io.files import check_output
+    from cin_style.io.images import OUTPUT_FORMATS, collect_images
+    from cin_style.inference.regions import masks_from_options
 
     masks = masks_from_options(args.mask or (), args.labels, args.label or ())
     if args.demo:
-        from .api import demo_photo_path
+        from cin_style.inference.style_model import demo_photo_path
 
         if args.inputs:
             raise CommandError("--demo stylizes the bundled photo; give either --demo or input files")
@@ -151,8 +151,8 @@ def _stylize(args) -> int:
 
 
 def _blend(args) -> int:
-    from .files import check_output
-    from .images import OUTPUT_FORMATS, save_image
+    from cin_style.io.files import check_output
+    from cin_style.io.images import OUTPUT_FORMATS, save_image
 
     check_output(args.output, folder=False, suffixes=OUTPUT_FORMATS)
     names = [s.strip() for s in args.style.split(",") if s.strip()]
@@ -163,7 +163,7 @@ def _blend(args) -> int:
 
 
 def _video(args) -> int:
-    from .video import stylize_video
+    from cin_style.inference.video import stylize_video
 
     model = _load_model(args)
     if args.compile:
@@ -174,9 +174,9 @@ def _video(args) -> int:
 
 
 def _optimize(args) -> int:
-    from .files import check_output
-    from .images import OUTPUT_FORMATS
-    from .optimize import optimize_file
+    from cin_style.io.files import check_output
+    from cin_style.io.images import OUTPUT_FORMATS
+    from cin_style.losses.optimize import optimize_file
 
     check_output(args.output, folder=False, suffixes=OUTPUT_FORMATS)
     given = {k: getattr(args, k) for k in ("content_weight", "style_weight", "tv_weight", "pooling") if getattr(args, k) is not None}
@@ -188,13 +188,13 @@ def _optimize(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .evaluate import OptimizedCache, evaluate_folder, markdown_table, write_report
-    from .files import check_output
+    from cin_style.quality.evaluate import OptimizedCache, evaluate_folder, markdown_table, write_report
+    from cin_style.io.files import check_output
 
     if args.json is not None:
         check_output(args.json, folder=False, suffixes={".json"})
     # The network as trained, in exact float32, whichever engine is fastest on this machine: the
-    # gates' figures must not depend on whether the CPU has bfloat16 (cin_style.api.ENGINES).
+    # gates' figures must not depend on whether the CPU has bfloat16 (cin_style.inference.style_model.ENGINES).
     model = _load_model(args, engine="torch")
     options = {k: getattr(args, k) for k in ("limit", "size", "style_size", "batch_size", "optimize_steps", "optimize_photos")}
     cache = OptimizedCache(args.optimize_cache, recompute=args.recompute) if args.optimize_steps else None
@@ -216,7 +216,7 @@ def _app(args) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .images import DEFAULT_MAX_PIXELS
+    from cin_style.io.images import DEFAULT_MAX_PIXELS
 
     parser = _Parser(prog="cin-style", description="Multi-style neural style transfer.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -303,7 +303,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["lbfgs", "adam"], default="lbfgs", help="L-BFGS (default) or Adam")
     p.add_argument("--lr", type=float, default=None, help="step size (default: 1 for L-BFGS with line search, 0.02 for Adam)")
     for term in ("content", "style", "tv"):
-        p.add_argument(f"--{term}-weight", type=float, default=None, help="default: as in training (cin_style.loss.LossConfig)")
+        p.add_argument(f"--{term}-weight", type=float, default=None, help="default: as in training (cin_style.losses.perceptual.LossConfig)")
     p.add_argument("--pooling", choices=["max", "avg"], default=None, help="VGG-16 pooling (default max, as in training; Gatys et al. prefer avg)")
     p.add_argument("--seed", type=int, default=0, help="for --init noise")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
@@ -337,7 +337,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:  # Hydra parses training's arguments
-        from .train import main as train_main
+        from cin_style.training.train import main as train_main
 
         return train_main(argv[1:])
     parser = _parser()

@@ -99,10 +99,10 @@ def main() -> int:
 @torch.no_grad()
 def strength_table(model_path: Path, data_root: Path, photos: int, style: str | None = None) -> dict:
     from cin_style import StyleModel
-    from cin_style.data import load_center_crops, load_style_image
-    from cin_style.images import find_images
-    from cin_style.data import recorded_style_size
-    from cin_style.evaluate import model_loss
+    from cin_style.io.paintings import load_center_crops, load_style_image
+    from cin_style.io.images import find_images
+    from cin_style.io.paintings import recorded_style_size
+    from cin_style.quality.evaluate import model_loss
 
     model = StyleModel.load(model_path, device="cpu")
     files = find_images(data_root / "content" / "val")[:photos]

@@ -24,9 +24,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from cin_style import StyleModel
-from cin_style.images import save_image, to_pil, to_tensor
-from cin_style.sheets import contact_sheet
-from cin_style.video import flicker, stylize_frames
+from cin_style.io.images import save_image, to_pil, to_tensor
+from cin_style.io.sheets import contact_sheet
+from cin_style.inference.video import flicker, stylize_frames
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from PIL import Image
 
 from cin_style import StyleModel
-from cin_style.api import demo_photo_path
-from cin_style.images import load_image, save_image
-from cin_style.sheets import contact_sheet
-from cin_style.styles import IDENTITY
+from cin_style.inference.style_model import demo_photo_path
+from cin_style.io.images import load_image, save_image
+from cin_style.io.sheets import contact_sheet
+from cin_style.network.styles import IDENTITY
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,7 @@ CARRY = REPO / ".carry"
 def main() -> int:
     from safetensors.torch import save_file
 
-    from cin_style.vgg import resolve_vgg16_weights
+    from cin_style.losses.vgg import resolve_vgg16_weights
 
     CARRY.mkdir(exist_ok=True)
     wheels = CARRY / "wheels"

@@ -120,8 +120,8 @@ def comparison_sheet(out: Path, folder: Path) -> str:
     from PIL import Image
 
     from cin_style import StyleModel
-    from cin_style.images import save_image
-    from cin_style.sheets import contact_sheet
+    from cin_style.io.images import save_image
+    from cin_style.io.sheets import contact_sheet
 
     photos = [Image.fromarray(getattr(skimage.data, n)()).convert("RGB") for n in ("chelsea", "coffee")]
     photos = [p.resize((240, round(240 * p.height / p.width)), Image.Resampling.LANCZOS) for p in photos]

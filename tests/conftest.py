@@ -60,6 +60,6 @@ def compose_config():
 @pytest.fixture(scope="session")
 def vgg_state() -> dict[str, torch.Tensor]:
     """The real VGG-16 weights, resolved exactly as training resolves them."""
-    from cin_style.vgg import resolve_vgg16_weights
+    from cin_style.losses.vgg import resolve_vgg16_weights
 
     return resolve_vgg16_weights().state_dict

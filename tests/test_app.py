@@ -18,12 +18,12 @@ import pytest
 import torch
 from PIL import Image
 
-from cin_style.api import StyleModel
+from cin_style.inference.style_model import StyleModel
 from cin_style.app import command_line, paint, region_mask, style_string
 from cin_style.cli import main as cli_main
-from cin_style.model import StyleTransformer
-from cin_style.modelfile import write_model
-from cin_style.styles import StyleError
+from cin_style.network.transformer import StyleTransformer
+from cin_style.io.modelfile import write_model
+from cin_style.network.styles import StyleError
 
 gr = pytest.importorskip("gradio")
 
@@ -223,7 +223,7 @@ def test_in_a_real_browser(served, model, data_root, tmp_path):
 
 def test_app_errors_are_one_line(data_root, model_file):
     from cin_style.app import _open_photo
-    from cin_style.images import ImageLoadError
+    from cin_style.io.images import ImageLoadError
 
     with pytest.raises(ImageLoadError, match="pixels"):  # a huge upload is refused before it is decoded
         _open_photo({"path": str(data_root / "content" / "val" / "kodim23.jpg")}, 1000)

@@ -7,11 +7,11 @@ import pytest
 import torch
 from test_train import run_cli
 
-from cin_style.loss import LossConfig, PerceptualLoss, balance_weights
-from cin_style.modelfile import read_model
-from cin_style.module import StyleTransferModule
-from cin_style.optimize import optimize_images, reference_totals
-from cin_style.styles import IDENTITY
+from cin_style.losses.perceptual import LossConfig, PerceptualLoss, balance_weights
+from cin_style.io.modelfile import read_model
+from cin_style.training.module import StyleTransferModule
+from cin_style.losses.optimize import optimize_images, reference_totals
+from cin_style.network.styles import IDENTITY
 
 
 def test_balance_weights_are_one_over_each_reference_and_the_mean_for_the_identity_row():

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from cin_style.data import StyleTransferDataModule
+from cin_style.training.data import StyleTransferDataModule
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml"))
 
@@ -62,7 +62,7 @@ def test_the_loss_yaml_shows_exactly_the_defaults_of_LossConfig(compose_config):
 
     from omegaconf import OmegaConf
 
-    from cin_style.loss import LossConfig
+    from cin_style.losses.perceptual import LossConfig
 
     shown = OmegaConf.to_container(compose_config(fast=False).loss, resolve=True)
     assert shown == asdict(LossConfig())

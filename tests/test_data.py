@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cin_style.data import ContentImages, StyleTransferDataModule, load_paintings
-from cin_style.images import find_images, load_image
+from cin_style.training.data import ContentImages, StyleTransferDataModule, load_paintings
+from cin_style.io.images import find_images, load_image
 
 
 def test_content_crops_flips_and_fixed_validation(data_root):
@@ -77,7 +77,7 @@ def _textured(width: int, height: int, seed: int = 0) -> np.ndarray:
 
 
 def test_trim_frame_removes_a_frame_and_keeps_skies_and_margins():
-    from cin_style.data import trim_frame
+    from cin_style.io.paintings import trim_frame
 
     picture = _textured(240, 200)
     framed = np.zeros((200 + 14, 240 + 11, 3), np.uint8)  # black frame: 6 px top, 8 bottom, 5 left, 6 right
@@ -102,7 +102,7 @@ def test_trim_frame_removes_a_frame_and_keeps_skies_and_margins():
 def test_trim_frame_removes_a_thin_edge_and_keeps_what_the_picture_does():
     """The second rule: up to 5 outer lines far (30+ levels) from the agreeing lines inside them.
     The edges here are textured, not flat, so the flat-band rule alone does not take them."""
-    from cin_style.data import trim_frame
+    from cin_style.io.paintings import trim_frame
 
     rng = np.random.default_rng(3)
     picture = rng.integers(20, 60, size=(160, 200, 3)).astype(np.uint8)  # line means ~40
@@ -132,7 +132,7 @@ def test_trim_frame_removes_a_thin_edge_and_keeps_what_the_picture_does():
 def test_paintings_are_loaded_without_their_frame(data_root):
     """Starry Night's file carries a black frame 6-8 px deep (the outer 5 px average 0.4 of 255):
     its style targets are taken from the painting inside it, for training and evaluation alike."""
-    from cin_style.data import load_style_image, trim_frame
+    from cin_style.io.paintings import load_style_image, trim_frame
 
     path = data_root / "styles" / "van_gogh_starry_night.jpg"
     # The frame (9-10 px each side), then 5 more rows of unpainted canvas along the top and

@@ -17,9 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cin_style.data import ContentImages, ShardedRandomSampler, load_center_crops
-from cin_style.images import find_images
-from cin_style.model import StyleTransformer
+from cin_style.io.paintings import load_center_crops
+from cin_style.training.data import ContentImages, ShardedRandomSampler
+from cin_style.io.images import find_images
+from cin_style.network.transformer import StyleTransformer
 from _nets import random_style_net
 
 CLI = [str(Path(sys.executable).parent / "cin-style")]
@@ -88,7 +89,7 @@ def test_two_gloo_processes_train_what_one_process_trains(tmp_path, data_root):
 def test_device_cache_cuts_the_crops_the_photo_loader_cuts(data_root):
     """The on-device path (uint8 photos on the GPU, crops there) gives exactly the CPU loader's crops,
     for landscape and portrait photos, flipped or not."""
-    from cin_style.data import CropKeys, DevicePhotos
+    from cin_style.training.data import CropKeys, DevicePhotos
 
     files = find_images(data_root / "content" / "train")[:5]
     photos = ContentImages(files, image_size=48, train=True)
@@ -136,7 +137,7 @@ def test_stylizing_a_folder_on_two_processes_writes_what_one_process_writes(tmp_
 def test_training_on_device_photos_is_training_on_loaded_photos(tmp_path, compose_config, data_root):
     """data.on_device=true (the GPU experiment's input pipeline, here on the CPU) cuts the same
     crops in the same order, so two runs differ in nothing but where the crops are cut."""
-    from cin_style.train import train
+    from cin_style.training.train import train
 
     weights = []
     for on_device in (False, True):

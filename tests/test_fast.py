@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cin_style import StyleModel, StyleTransformer, one_hot_styles
-from cin_style.fast import CompiledTransformer
+from cin_style.network.fast import CompiledTransformer
 from _nets import random_style_net
 
 
@@ -66,7 +66,7 @@ def test_compiled_training_step_matches_eager(vgg_state):
     memory: the same loss and the same convolution gradients as the eager float32 step.
     (Measured: loss within 3e-7 relative, conv gradients within 0.3%. The beta of each residual
     block's second norm has a mathematically zero gradient, so its rounding noise is not compared.)"""
-    from cin_style.module import StyleTransferModule
+    from cin_style.training.module import StyleTransferModule
 
     results = []
     for fast in (False, True):

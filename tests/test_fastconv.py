@@ -1,4 +1,4 @@
-"""NNPACK's Winograd and FFT convolutions for CPU inference (cin_style.fastconv), and the engines that use them."""
+"""NNPACK's Winograd and FFT convolutions for CPU inference (cin_style.network.fastconv), and the engines that use them."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cin_style import fastconv
-from cin_style.api import StyleModel, pretrained_path
-from cin_style.evaluate import psnr
-from cin_style.images import to_tensor
+from cin_style.network import fastconv
+from cin_style.inference.style_model import StyleModel, pretrained_path
+from cin_style.quality.evaluate import psnr
+from cin_style.io.images import to_tensor
 
 needs_nnpack = pytest.mark.skipif(not fastconv.available(), reason="this PyTorch has no NNPACK for this CPU")
 

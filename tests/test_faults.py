@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cin_style.train import train
+from cin_style.training.train import train
 
 CLI = [str(Path(sys.executable).parent / "cin-style")]
 
@@ -83,13 +83,13 @@ def test_ctrl_c_or_sigterm_stops_after_the_step_and_keeps_it(tmp_path, data_root
     assert not list((run / "checkpoints").glob("step_*.ckpt")), "no periodic checkpoint was due"
     saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == steps
-    from cin_style.modelfile import read_model
+    from cin_style.io.modelfile import read_model
 
     assert read_model(run / "model.safetensors").training["steps"] == steps
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, compose_config, data_root, monkeypatch):
-    from cin_style.module import StyleTransferModule
+    from cin_style.training.module import StyleTransferModule
 
     real_step = StyleTransferModule.training_step
 
@@ -119,9 +119,9 @@ def test_non_finite_loss_from_the_command_line_is_one_line(tmp_path, data_root, 
 WRITER = textwrap.dedent(
     """
     import sys, time, torch
-    from cin_style.model import StyleTransformer
-    from cin_style.modelfile import write_model
-    from cin_style.train import AtomicCheckpointIO
+    from cin_style.network.transformer import StyleTransformer
+    from cin_style.io.modelfile import write_model
+    from cin_style.training.train import AtomicCheckpointIO
 
     kind, path = sys.argv[1], sys.argv[2]
     net = StyleTransformer(num_styles=2, width=0.125)
@@ -148,9 +148,9 @@ WRITER = textwrap.dedent(
 
 @pytest.mark.parametrize("kind", ["checkpoint", "model"])
 def test_a_kill_during_a_write_leaves_the_previous_file_intact(tmp_path, kind):
-    from cin_style.model import StyleTransformer
-    from cin_style.modelfile import read_model, write_model
-    from cin_style.train import AtomicCheckpointIO
+    from cin_style.network.transformer import StyleTransformer
+    from cin_style.io.modelfile import read_model, write_model
+    from cin_style.training.train import AtomicCheckpointIO
 
     path = tmp_path / ("last.ckpt" if kind == "checkpoint" else "model.safetensors")
     if kind == "checkpoint":

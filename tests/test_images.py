@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from cin_style import StyleTransformer
-from cin_style.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
-from cin_style.modelfile import write_model
+from cin_style.io.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
+from cin_style.io.modelfile import write_model
 
 CLI = str(Path(sys.executable).parent / "cin-style")
 

@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 
 from cin_style import StyleModel, StyleTransformer
-from cin_style.color import preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
-from cin_style.masks import mask_weights
-from cin_style.regions import label_masks
-from cin_style.modelfile import read_model, write_model
-from cin_style.styles import IDENTITY, StyleError
-from cin_style.video import flicker, phase_averaged, stylize_frames
+from cin_style.inference.color import preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
+from cin_style.inference.masks import mask_weights
+from cin_style.inference.regions import label_masks
+from cin_style.io.modelfile import read_model, write_model
+from cin_style.network.styles import IDENTITY, StyleError
+from cin_style.inference.video import flicker, phase_averaged, stylize_frames
 
 CLI = str(Path(sys.executable).parent / "cin-style")
 NAMES = ["wave", "stars", "lion"]
@@ -240,7 +240,7 @@ def test_add_styles_keeps_old_styles_bit_identical(tmp_path, data_root, fast_ove
 
 
 def test_identity_row_is_trained_to_reproduce_the_photo(data_root):
-    from cin_style.module import StyleTransferModule
+    from cin_style.training.module import StyleTransferModule
 
     module = StyleTransferModule(style_names=["a", IDENTITY], width=0.25, loss={"vgg_weights": "random"})
     module.set_style_targets({"a": torch.rand(3, 32, 32)})

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from cin_style import PerceptualLoss, gram_matrix
-from cin_style.loss import LossConfig, total_variation
-from cin_style.vgg import VGG16Features
+from cin_style.losses.perceptual import LossConfig, total_variation
+from cin_style.losses.vgg import VGG16Features
 
 
 def test_gram_matches_hand_computation():

@@ -1,4 +1,4 @@
-"""Freed memory kept for reuse on glibc (cin_style.memory), measured by real page faults."""
+"""Freed memory kept for reuse on glibc (cin_style.inference.memory), measured by real page faults."""
 
 import os
 import platform
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a gli
 # Allocate, write and free a 64 MB tensor ten times, after one warm-up; print the page faults.
 SCRIPT = """
 import resource, torch
-from cin_style.memory import keep_freed_memory
+from cin_style.inference.memory import keep_freed_memory
 from cin_style import StyleModel, StyleTransformer
 if {through_model}:
     StyleModel(StyleTransformer(num_styles=1, width=0.25), ["a"], device="cpu")

@@ -1,4 +1,4 @@
-"""ONNX export and the PyTorch-free onnxruntime path (cin_style.export, cin_style.runtime)."""
+"""ONNX export and the PyTorch-free onnxruntime path (cin_style.io.export, cin_style.inference.onnx_model)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cin_style.api import StyleModel, pretrained_path
-from cin_style.color import preserve_color
-from cin_style.modelfile import read_model, write_model
-from cin_style.runtime import METADATA_KEY, OnnxModelError, OnnxStyleModel
+from cin_style.inference.style_model import StyleModel, pretrained_path
+from cin_style.inference.color import preserve_color
+from cin_style.io.modelfile import read_model, write_model
+from cin_style.inference.onnx_model import METADATA_KEY, OnnxModelError, OnnxStyleModel
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -197,8 +197,8 @@ def test_engine_onnx_runs_a_model_file_through_its_onnx_twin(twin_folder, bundle
 
 
 def test_a_stale_or_missing_twin_is_never_used(twin_folder, tmp_path, monkeypatch):
-    from cin_style import fastconv
-    from cin_style.modelfile import ModelFileError
+    from cin_style.network import fastconv
+    from cin_style.io.modelfile import ModelFileError
 
     assert StyleModel.load(twin_folder / "paintings.safetensors", device="cpu").runtime is None or not fastconv.available()
     monkeypatch.setattr(fastconv, "native_bf16", lambda: False)  # a CPU without native bfloat16,

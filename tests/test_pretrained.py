@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from cin_style import StyleModel, StyleTransformer
-from cin_style.api import PRETRAINED_ENV, demo_photo_path
-from cin_style.modelfile import ModelFileError, read_model, write_model
+from cin_style.inference.style_model import PRETRAINED_ENV, demo_photo_path
+from cin_style.io.modelfile import ModelFileError, read_model, write_model
 
 CLI = str(Path(sys.executable).parent / "cin-style")
 BUNDLED = Path(str(files("cin_style") / "models" / "paintings.safetensors"))
@@ -113,7 +113,7 @@ def test_the_bundled_model_loads_has_credits_and_is_fast_on_cpu():
 #: CPUs; identity row 148 dB median on these 6 and on all 24, exact in 8 bits).
 IDENTIFICATION_FLOOR = 0.95
 IDENTITY_PSNR_FLOOR = 30.0
-#: The gate for a frame painted along the image's edge (``cin_style.evaluate.border_step``, 8-bit
+#: The gate for a frame painted along the image's edge (``cin_style.quality.evaluate.border_step``, 8-bit
 #: levels): run 11 paints none (at most +6.2 on all 24 photos). Run 10 painted Benzaiten +23,
 #: the Librarian +13 and Starry Night +10.5 on these 6 (their files' thin light edges, trimmed
 #: since), run 9 Starry Night -32 and Bazille -22 (their dark frames); both fail here.
@@ -124,11 +124,11 @@ BORDER_GATE = 8.0
 def test_the_bundled_model_keeps_its_documented_quality(data_root):
     import statistics
 
-    from cin_style.data import load_center_crops, load_style_image
-    from cin_style.images import find_images
-    from cin_style.data import recorded_style_size
-    from cin_style.evaluate import evaluate_model, evaluated_styles, identity_psnr, model_loss
-    from cin_style.evaluate import identification as identification_of
+    from cin_style.io.paintings import load_center_crops, load_style_image
+    from cin_style.io.images import find_images
+    from cin_style.io.paintings import recorded_style_size
+    from cin_style.quality.evaluate import evaluate_model, evaluated_styles, identity_psnr, model_loss
+    from cin_style.quality.evaluate import identification as identification_of
 
     model = StyleModel.pretrained(device="cpu", engine="torch")  # the gates are measured in float32 (as `cin-style evaluate`)
     photos = load_center_crops(find_images(data_root / "content" / "val")[:6], 256)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from cin_style import StyleModel, StyleTransformer
-from cin_style.styles import StyleError, parse_style_string, style_weights
+from cin_style.network.styles import StyleError, parse_style_string, style_weights
 
 NAMES = ["great_wave", "starry_night", "the_scream", "lion", "a"]
 
@@ -88,7 +88,7 @@ def test_any_photo_size_round_trips_through_the_api(height, width):
 def test_the_tiler_and_forward_agree_on_any_network(width, blocks, height, image_width, seed):
     """Exact tiles walk the same stages as forward: on a randomly configured and randomly weighted
     network (width, residual blocks, gamma/beta, photo skip) they give the same image."""
-    from cin_style.tiling import stylize_tiled
+    from cin_style.network.tiling import stylize_tiled
 
     torch.manual_seed(seed)
     net = StyleTransformer(num_styles=2, width=width, num_residual_blocks=blocks).eval()

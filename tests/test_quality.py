@@ -11,19 +11,19 @@ import torch
 from PIL import Image
 
 from cin_style import PerceptualLoss, StyleModel, StyleTransformer
-from cin_style.data import load_center_crops, load_style_image
-from cin_style.images import find_images
-from cin_style.evaluate import SCHEMA, OptimizedCache, evaluate_model, optimized_photos
-from cin_style.loss import LossConfig
-from cin_style.modelfile import write_model
-from cin_style.optimize import optimize_images
+from cin_style.io.paintings import load_center_crops, load_style_image
+from cin_style.io.images import find_images
+from cin_style.quality.evaluate import SCHEMA, OptimizedCache, evaluate_model, optimized_photos
+from cin_style.losses.perceptual import LossConfig
+from cin_style.io.modelfile import write_model
+from cin_style.losses.optimize import optimize_images
 
 CLI = str(Path(sys.executable).parent / "cin-style")
 
 
 @pytest.fixture(scope="module")
 def loss(vgg_state) -> PerceptualLoss:
-    from cin_style.vgg import VGG16Features
+    from cin_style.losses.vgg import VGG16Features
 
     config = LossConfig()
     vgg = VGG16Features(layers=[*config.content_layers, *config.style_layers], weights="random")
@@ -145,9 +145,9 @@ def test_the_optimized_subset_covers_every_photo_once_per_round():
 
 
 def test_ratio_is_the_network_total_over_the_optimized_total_per_photo(loss, data_root, monkeypatch):
-    import cin_style.evaluate as evaluation
-    from cin_style.loss import LossTerms
-    from cin_style.optimize import OptimizationResult
+    import cin_style.quality.evaluate as evaluation
+    from cin_style.losses.perceptual import LossTerms
+    from cin_style.losses.optimize import OptimizationResult
 
     files = find_images(data_root / "content" / "val")[:3]
     photos = load_center_crops(files, 48)
@@ -167,7 +167,7 @@ def test_ratio_is_the_network_total_over_the_optimized_total_per_photo(loss, dat
 
 
 def test_the_optimization_cache_returns_what_was_computed_for_the_same_problem_only(loss, data_root, tmp_path, monkeypatch):
-    import cin_style.evaluate as evaluation
+    import cin_style.quality.evaluate as evaluation
 
     files = find_images(data_root / "content" / "val")[:2]
     photos = load_center_crops(files, 48)
@@ -228,7 +228,7 @@ def test_optimize_command_writes_image_and_loss_curve(tmp_path, data_root):
 
 
 def test_gram_distances_are_relative_frobenius_distances_averaged_over_layers():
-    from cin_style.evaluate import gram_distances
+    from cin_style.quality.evaluate import gram_distances
 
     a = {"l1": torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]), "l2": torch.tensor([[[2.0]]])}
     targets = {"l1": torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[3.0, 0.0], [0.0, 1.0]]]), "l2": torch.tensor([[[2.0]], [[4.0]]])}
@@ -253,8 +253,8 @@ class _PaintsThePainting:
 
 
 def test_style_identification_tells_styles_apart_and_catches_lookalikes(data_root):
-    from cin_style.data import load_style_image
-    from cin_style.evaluate import style_identification
+    from cin_style.io.paintings import load_style_image
+    from cin_style.quality.evaluate import style_identification
 
     names = ["hokusai_great_wave", "durer_lion", "van_gogh_starry_night", "cassatt_summertime"]
     paintings = {n: load_style_image(data_root / "styles" / f"{n}.jpg", 64)[:, :64, :64] for n in names}
@@ -268,7 +268,7 @@ def test_style_identification_tells_styles_apart_and_catches_lookalikes(data_roo
 
 
 def test_psnr_on_8_bit_values():
-    from cin_style.evaluate import psnr
+    from cin_style.quality.evaluate import psnr
 
     a = torch.zeros(1, 3, 4, 4)
     b = a.clone()
@@ -277,7 +277,7 @@ def test_psnr_on_8_bit_values():
 
 
 def test_border_step_measures_a_painted_frame_beyond_the_photos_own_edge():
-    from cin_style.evaluate import border_step
+    from cin_style.quality.evaluate import border_step
 
     photo = torch.full((2, 3, 20, 30), 0.5)
     photo[1, :, :, :1] = 0.9  # the second photo has a light left edge of its own
@@ -294,7 +294,7 @@ def test_border_step_measures_a_painted_frame_beyond_the_photos_own_edge():
 
 
 def test_summary_and_table_name_the_worst_border_with_its_sign():
-    from cin_style.evaluate import markdown_table, summary
+    from cin_style.quality.evaluate import markdown_table, summary
 
     styles = {
         "light": {"content": 1.0, "style": 2.0, "total": 3.0, "border": 8.5},

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from cin_style import StyleModel
-from cin_style.data import find_paintings, load_style_image
-from cin_style.evaluate import model_loss
-from cin_style.images import to_tensor
-from cin_style.styles import StyleError
+from cin_style.io.paintings import find_paintings, load_style_image
+from cin_style.quality.evaluate import model_loss
+from cin_style.io.images import to_tensor
+from cin_style.network.styles import StyleError
 
 CLI = str(Path(sys.executable).parent / "cin-style")
 BUNDLED = Path(__file__).resolve().parents[1] / "cin_style" / "models" / "paintings.safetensors"

@@ -1,11 +1,11 @@
-"""The stability term (cin_style.stability): zero without a perturbation, zero for a network that follows
+"""The stability term (cin_style.losses.stability): zero without a perturbation, zero for a network that follows
 its input exactly, positive for one that does not, and its gradient reaches the transformer."""
 
 import pytest
 import torch
 
-from cin_style.module import StyleTransferModule
-from cin_style.stability import perturb, stability_loss
+from cin_style.training.module import StyleTransferModule
+from cin_style.losses.stability import perturb, stability_loss
 
 
 def photos(seed: int = 0) -> torch.Tensor:

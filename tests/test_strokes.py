@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 from cin_style import StyleModel
-from cin_style.data import find_paintings, load_style_image
-from cin_style.evaluate import model_loss
-from cin_style.images import load_image, to_tensor
-from cin_style.strokes import StrokeError, _box_mean, guided_upsample, parse_stroke, working_size
-from cin_style.styles import IDENTITY
+from cin_style.io.paintings import find_paintings, load_style_image
+from cin_style.quality.evaluate import model_loss
+from cin_style.io.images import load_image, to_tensor
+from cin_style.inference.strokes import StrokeError, _box_mean, guided_upsample, parse_stroke, working_size
+from cin_style.network.styles import IDENTITY
 
 from _nets import random_style_net as _net
 
@@ -161,7 +161,7 @@ def test_masks_are_still_exact_away_from_their_edges_at_any_size():
 
 @pytest.mark.skipif(not BUNDLED.with_suffix(".onnx").is_file(), reason="this build has no bundled ONNX twin")
 def test_the_onnx_runtime_paints_at_the_same_working_size():
-    from cin_style.runtime import OnnxStyleModel
+    from cin_style.inference.onnx_model import OnnxStyleModel
 
     model = StyleModel.pretrained(device="cpu", engine="torch")
     runtime = OnnxStyleModel.load(BUNDLED.with_suffix(".onnx"))

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 from cin_style import StyleModel, StyleTransformer
-from cin_style.api import OutOfMemory
-from cin_style.images import load_image, to_tensor
-from cin_style.modelfile import write_model
-from cin_style.tiling import stylize_tiled, tile_passes
+from cin_style.inference.style_model import OutOfMemory
+from cin_style.io.images import load_image, to_tensor
+from cin_style.io.modelfile import write_model
+from cin_style.network.tiling import stylize_tiled, tile_passes
 from _nets import random_style_net
 
 CLI = str(Path(sys.executable).parent / "cin-style")
@@ -93,7 +93,7 @@ def test_explicit_tile_gives_the_whole_result(model):
 def test_cpu_policy_groups_a_batch_of_small_images_and_tiles_only_a_large_one(model, monkeypatch):
     """Above the CPU's whole-pass limit a batch of small images goes through whole, a few at a time
     (no tiling overhead); only an image that alone exceeds the limit is tiled."""
-    import cin_style.api as api
+    import cin_style.inference.style_model as api
 
     monkeypatch.setattr(api, "CPU_WHOLE_PIXEL_LIMIT", 2 * 48 * 48)
     batches, tiled = [], []
@@ -104,7 +104,7 @@ def test_cpu_policy_groups_a_batch_of_small_images_and_tiles_only_a_large_one(mo
     w = model.weights("c")
     got = model.stylize_tensor(x, w)
     assert batches == [2, 2, 1] and not tiled
-    with torch.inference_mode():  # the same convolution algorithms as stylize_tensor's (cin_style.fastconv)
+    with torch.inference_mode():  # the same convolution algorithms as stylize_tensor's (cin_style.network.fastconv)
         expected = real_forward(x, w.expand(5, -1))
     assert (got - expected).abs().max().item() < 1e-5
     model.stylize_tensor(torch.rand(1, 3, 80, 80), w)  # 6,400 pixels alone: above the limit

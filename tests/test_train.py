@@ -9,12 +9,12 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from cin_style import fastconv
-from cin_style.data import ContentImages
-from cin_style.images import find_images
-from cin_style.modelfile import read_model
-from cin_style.module import StyleTransferModule
-from cin_style.model import one_hot_styles
+from cin_style.network import fastconv
+from cin_style.training.data import ContentImages
+from cin_style.io.images import find_images
+from cin_style.io.modelfile import read_model
+from cin_style.training.module import StyleTransferModule
+from cin_style.network.transformer import one_hot_styles
 
 CLI = [str(Path(sys.executable).parent / "cin-style")]
 
@@ -165,7 +165,7 @@ def test_max_time_is_a_plain_key_that_stops_with_a_checkpoint(tmp_path, data_roo
         "train", "experiment=smoke", *fast_overrides, f"data_root={data_root}", f"hydra.run.dir={run}",
         "trainer.max_steps=100000", "trainer.max_time=00:00:00:03", "checkpoint_every=100000", "trainer.precision=auto", cwd=tmp_path,
     )  # fmt: skip
-    from cin_style.train import auto_precision
+    from cin_style.training.train import auto_precision
 
     assert f"trainer.precision=auto: {auto_precision('cpu')} on this machine" in done.stdout  # resolved before Lightning sees it
     steps = int(done.stdout.split("finished ")[1].split(" steps")[0])
@@ -175,8 +175,8 @@ def test_max_time_is_a_plain_key_that_stops_with_a_checkpoint(tmp_path, data_roo
 
 
 def test_precision_auto_is_bf16_only_where_the_hardware_multiplies_it(monkeypatch):
-    from cin_style import fastconv
-    from cin_style.train import auto_precision
+    from cin_style.network import fastconv
+    from cin_style.training.train import auto_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
@@ -188,8 +188,8 @@ def test_precision_auto_is_bf16_only_where_the_hardware_multiplies_it(monkeypatc
 
 
 def test_init_model_copies_rows_by_style_name():
-    from cin_style.model import StyleTransformer
-    from cin_style.train import init_from
+    from cin_style.network.transformer import StyleTransformer
+    from cin_style.training.train import init_from
 
     torch.manual_seed(0)
     source = StyleTransformer(num_styles=2, width=0.25)

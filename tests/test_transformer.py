@@ -3,8 +3,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cin_style import ConditionalInstanceNorm2d, StyleTransformer, fastconv, one_hot_styles
-from cin_style.model import ConvCIN
+from cin_style import ConditionalInstanceNorm2d, StyleTransformer, one_hot_styles
+from cin_style.network import fastconv
+from cin_style.network.transformer import ConvCIN
 
 from _nets import logits_by_hand, random_style_net
 

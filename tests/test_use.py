@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from cin_style import StyleModel, StyleTransformer
-from cin_style.modelfile import FORMAT_VERSION, ModelFileError, read_model, write_model
-from cin_style.sheets import interpolation_weights
-from cin_style.styles import StyleError, style_weights
+from cin_style.io.modelfile import FORMAT_VERSION, ModelFileError, read_model, write_model
+from cin_style.io.sheets import interpolation_weights
+from cin_style.network.styles import StyleError, style_weights
 from _nets import logits_by_hand, random_style_net
 
 CLI = str(Path(sys.executable).parent / "cin-style")
@@ -57,7 +57,7 @@ def test_safetensors_round_trip_is_bit_identical(model_file):
 
 
 def test_export_from_lightning_checkpoint_is_bit_identical(tmp_path):
-    from cin_style.module import StyleTransferModule
+    from cin_style.training.module import StyleTransferModule
 
     torch.manual_seed(0)
     module = StyleTransferModule(style_names=STYLES, width=0.25, loss={"vgg_weights": "random"})
@@ -259,7 +259,7 @@ def test_cli_errors_are_one_line_before_work(model_file, photo, tmp_path):
 def test_video_round_trip_keeps_frames_size_and_rate(model_file, tmp_path):
     from fractions import Fraction
 
-    from cin_style.video import read_video_info, write_video
+    from cin_style.inference.video import read_video_info, write_video
 
     rng = np.random.default_rng(0)
     base = (rng.random((40, 200, 3)) * 255).astype(np.uint8)
@@ -273,7 +273,7 @@ def test_video_round_trip_keeps_frames_size_and_rate(model_file, tmp_path):
 
 
 def test_atomic_writes_keep_the_old_file_on_failure(tmp_path, model_file):
-    from cin_style.files import atomic_path
+    from cin_style.io.files import atomic_path
 
     target = tmp_path / "model.safetensors"
     target.write_bytes(b"previous")
@@ -288,7 +288,7 @@ def test_atomic_writes_keep_the_old_file_on_failure(tmp_path, model_file):
 
 
 def test_atomic_writes_get_ordinary_permissions(tmp_path):
-    from cin_style.files import atomic_path
+    from cin_style.io.files import atomic_path
 
     old = os.umask(0o022)
     try:

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cin_style import vgg as vggmod
-from cin_style.vgg import VGG16Features, VGGWeightsError, resolve_vgg16_weights
+from cin_style.losses import vgg as vggmod
+from cin_style.losses.vgg import VGG16Features, VGGWeightsError, resolve_vgg16_weights
 
 # Fingerprint of torchvision's IMAGENET1K_V1 VGG-16 (from the training issue).
 FEATURES_0_SUM = -3.24293
@@ -156,7 +156,7 @@ def test_unpickler_admits_only_numpy_arrays(tmp_path):
 
 
 def test_a_pass_for_fewer_layers_stops_early_with_the_same_values():
-    from cin_style.vgg import VGG16Features
+    from cin_style.losses.vgg import VGG16Features
 
     torch.manual_seed(0)
     vgg = VGG16Features(layers=["relu1_2", "relu3_3", "relu4_3"], weights="random")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cin_style.video import warping_error
+from cin_style.inference.video import warping_error
 
 
 @pytest.fixture(scope="module")
