@@ -42,7 +42,7 @@ def _load_model(args, *, onnx: bool = False, engine: str | None = None):
     from cin_style.inference.loader import load_model
 
     if not onnx and args.model is not None and Path(args.model).suffix.lower() == ".onnx":
-        raise CommandError(f"ONNX files serve 'cin-style stylize' and 'styles'; give the .safetensors model to '{args.command}'")
+        raise CommandError(f"ONNX files serve 'cin-style stylize' and 'styles'; give the .safetensors model to '{args.command}' (it needs PyTorch)")
     return load_model(args.model, device=getattr(args, "device", None), engine=engine or getattr(args, "engine", "auto"))
 
 
@@ -118,14 +118,19 @@ def _stylize(args) -> int:
         args.all_styles = args.all_styles or (args.style is None and masks is None)
     elif not args.inputs:
         raise CommandError("give one or more photos or folders to stylize (or --demo)")
-    if not args.all_styles and args.style is None and masks is None:
+    if not args.all_styles and args.style is None and masks is None and args.style_image is None:
         raise CommandError("give a style with -s/--style NAME or a blend like -s 'a=0.7,b=0.3', masks with --mask STYLE=FILE, or --all-styles")
     output = Path(args.output)
     pairs = collect_images(args.inputs)
     # Several inputs, a folder, or an existing folder as the output (like cp) mean folder mode.
     folder_mode = len(pairs) != 1 or any(Path(p).is_dir() for p in args.inputs) or output.is_dir()
     check_output(output, folder=folder_mode, suffixes=OUTPUT_FORMATS)
-    model = _load_model(args, onnx=True)
+    if args.style_image is not None and args.model is not None and Path(args.model).suffix.lower() == ".onnx":
+        raise CommandError("--style-image fits a new style in PyTorch: give the .safetensors model, not the ONNX file")
+    model = _load_model(args, onnx=args.style_image is None)
+    if args.style_image is not None:  # fitted once, then from the user cache (StyleModel.add_style)
+        name = _fit_style(model, args.style_image, args)
+        args.style = args.style if args.style is not None else name
     options = {k: getattr(args, k) for k in ("strength", "feather", "preserve_color", "stroke", "refine", "style_images", "max_pixels", "quality", "size", "tile")}
     model.check_stroke(args.stroke)  # a stroke too large for the network, before any image is read
     if args.all_styles and args.refine:
@@ -148,6 +153,42 @@ def _stylize(args) -> int:
         print(f"{len(failures)} failed:\n" + "\n".join(f"  {line}" for line in failures), file=sys.stderr)
         return EXIT_USAGE
     return 0
+
+
+def _add_style(args) -> int:
+    from cin_style.io.files import check_output
+
+    check_output(args.output, folder=False, suffixes={".safetensors"})
+    model = _load_model(args)
+    name = _fit_style(model, args.painting, args)
+    out = model.save(args.output)
+    print(f"wrote {out} ({len(model.styles)} styles)\nnext: cin-style stylize -m {out} photo.jpg -s {name} -o out.jpg")
+    return 0
+
+
+def _fit_style(model, painting: str, args) -> str:
+    """Add ``painting`` to ``model`` as add-style and stylize --style-image do, saying what happens."""
+    import time
+
+    from cin_style.inference.new_style import FitSettings
+
+    steps = getattr(args, "steps", None) or getattr(args, "fit_steps", None)
+    settings = FitSettings(**({"steps": steps} if steps else {}))
+    print(f"{painting}: nearest blend of the model's styles: " + ", ".join(f"{k}={v:g}" for k, v in model.nearest_blend(painting).items()))
+    start = time.perf_counter()
+    photos = None
+    if getattr(args, "photos", None):
+        from cin_style.io.images import find_images
+
+        photos = find_images(args.photos)
+        if not photos:
+            raise CommandError(f"{args.photos}: no photos to fit the style on")
+    name = model.add_style(
+        painting, name=getattr(args, "name", None), title=getattr(args, "title", None), artist=getattr(args, "artist", None),
+        replace=getattr(args, "replace", False), photos=photos, settings=settings, progress=True,
+    )  # fmt: skip
+    print(f"style {name}: fitted in {time.perf_counter() - start:.0f} s (only its gamma/beta row; every other row and convolution as it was)")
+    return name
 
 
 def _blend(args) -> int:
@@ -223,7 +264,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="train one network on N styles (Hydra overrides, e.g. experiment=smoke; see cin-style train --help)", add_help=False)
 
     def command(func, help: str) -> argparse.ArgumentParser:  # `cin-style export` runs _export, and so on
-        p = sub.add_parser(func.__name__.lstrip("_"), help=help)
+        p = sub.add_parser(func.__name__.lstrip("_").replace("_", "-"), help=help)
         p.set_defaults(func=func)
         return p
 
@@ -264,12 +305,25 @@ def _parser() -> argparse.ArgumentParser:
     with_stroke(p)
     p.add_argument("--refine", type=_positive, default=0, metavar="STEPS", help="then run STEPS L-BFGS steps of the optimization method (Gatys et al.) from the network's painting: the best stills (about 2 s a step at the working size on a 2-core CPU; needs --style-images and the .safetensors model)")
     p.add_argument("--style-images", default=None, metavar="DIR", help="with --refine: the folder of paintings the model was trained on (found by name)")
+    p.add_argument("--style-image", default=None, metavar="PAINTING", help="paint in the style of this painting: its row is fitted on first use (about a minute on a CPU) and kept in the user cache, so the next time is instant; -s may then blend it by its file name")
+    p.add_argument("--fit-steps", type=_positive, default=None, metavar="N", help="with --style-image: the fit's optimizer steps (default: as add-style)")
     p.add_argument("-o", "--output", required=True, help="output image (one input) or folder (several, or a folder)")
     p.add_argument("--size", type=_positive, default=None, help="shrink so that the longer side is at most N pixels")
     p.add_argument("--tile", type=_tile, default=None, metavar="auto|off|N", help="process large images in N-pixel tiles with whole-image statistics (same look, bounded memory); auto (default): tiles for large images on CPU and after running out of GPU memory")
     p.add_argument("--engine", choices=["auto", "onnx", "torch"], default="auto", help="on a CPU: auto (default) = PyTorch with NNPACK's Winograd/FFT convolutions, the fastest; onnx = the ONNX graph beside the model file through onnxruntime (the bundled model has one); torch = PyTorch's direct float32 convolutions only (exact)")
     p.add_argument("--devices", type=_positive, default=1, metavar="N", help="share a folder out between N devices (GPUs, or CPU processes with --device cpu) through Lightning's predict loop with DDP")
     with_images(p)
+
+    p = command(_add_style, "add a painting as a new style (fits one gamma/beta row; every other weight stays as it is)")
+    with_model(p)
+    p.add_argument("painting", help="the painting (an image file)")
+    p.add_argument("-o", "--output", required=True, help="the model file to write (.safetensors), the base model's styles and the new one")
+    p.add_argument("--name", default=None, help="the style's name (default: from the file name)")
+    p.add_argument("--replace", action="store_true", help="refit a style of that name instead of refusing")
+    p.add_argument("--title", default=None, help="the painting's title, for the style's credit (default: the file name)")
+    p.add_argument("--artist", default=None, help="the painter, for the style's credit")
+    p.add_argument("--photos", default=None, metavar="DIR", help="fit on these photos (default: the photos bundled with cin-style)")
+    p.add_argument("--steps", type=_positive, default=None, help="optimizer steps (default: cin_style.inference.new_style.FitSettings)")
 
     p = command(_blend, "interpolation grid between 2, 3 or 4 styles")
     with_model(p)

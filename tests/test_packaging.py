@@ -18,6 +18,11 @@ def test_wheel_carries_configs_and_entry_point(tmp_path):
     for yaml in ("train.yaml", "data/photos.yaml", "experiment/smoke.yaml", "experiment/paintings.yaml", "experiment/single_style.yaml", "experiment/add_styles.yaml"):
         assert f"cin_style/conf/{yaml}" in names
     assert "cin_style/assets/demo.jpg" in names and "cin_style/assets/README.md" in names  # --demo works from a wheel
+    # Every layer folder, and the photos that add_style fits on when the user gives none.
+    for module in REPO.joinpath("cin_style").glob("*/*.py"):
+        assert module.relative_to(REPO).as_posix() in names, module
+    assert {f"cin_style/assets/photos/{p.name}" for p in REPO.joinpath("cin_style", "assets", "photos").glob("*.jpg")} <= names
+    assert len(list(REPO.joinpath("cin_style", "assets", "photos").glob("*.jpg"))) >= 5
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "cin-style = cin_style.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

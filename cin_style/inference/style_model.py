@@ -6,7 +6,7 @@ import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,10 +25,13 @@ from cin_style.network.devices import default_device
 from cin_style.inference.memory import keep_freed_memory
 from cin_style.network.fast import CompiledTransformer
 from cin_style.inference.masks import MaskSource, check_mask_styles, mask_weights, stylize_regions
-from cin_style.network.styles import IDENTITY, StyleSpec, check_strength, style_weights
+from cin_style.network.styles import IDENTITY, StyleError, StyleSpec, check_strength, style_weights
 from cin_style.network.tiling import MIN_TILE, stylize_tiled, tile_passes
 from cin_style.network.transformer import resize_style_map
 from cin_style.inference.strokes import DEFAULT_STROKE, NATIVE, guided_upsample
+
+if TYPE_CHECKING:
+    from cin_style.losses.perceptual import PerceptualLoss
 
 __all__ = ["StyleModel", "OutOfMemory", "default_device", "ENGINES", "DEFAULT_TILE", "PRETRAINED_ENV", "pretrained_path", "pretrained_file", "demo_photo_path"]
 
@@ -119,6 +122,25 @@ def _is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
+def _row_cache(key: str, row: dict[str, Tensor] | None = None) -> dict[str, Tensor] | None:
+    """The user cache of fitted style rows (``<cache>/styles/KEY.safetensors``): with ``row``,
+    store it (atomically); without, the stored row or None."""
+    from safetensors.torch import load_file, save_file
+
+    from cin_style.io.files import atomic_path
+    from cin_style.losses.vgg import project_cache_dir
+
+    path = project_cache_dir() / "styles" / f"{key}.safetensors"
+    if row is None:
+        try:
+            return load_file(path) if path.is_file() else None
+        except Exception:  # a damaged cache entry is fitted again, not an error
+            return None
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in row.items()}, str(tmp))
+    return row
+
+
 class StyleModel(Stylizer):
     """A trained N-style network with its style names, ready to stylize.
 
@@ -146,6 +168,7 @@ class StyleModel(Stylizer):
             keep_freed_memory()  # large layers reuse freed pages instead of faulting in new ones (cin_style.inference.memory)
         self.compiled: CompiledTransformer | None = None
         self._loss = None  # the training loss with VGG-16, loaded on the first refinement (:meth:`_refiner`)
+        self._signature: tuple[int, Tensor, dict[str, Tensor]] | None = None  # every row's output Grams (:meth:`nearest_blend`)
         self._refine_targets: dict[tuple[str, str], dict[str, Tensor]] = {}  # (style, folder) -> the painting's Gram matrices
         #: The onnxruntime graph of these weights that whole CPU images run through (see :meth:`load`); None: PyTorch.
         self.runtime: OnnxStyleModel | None = None
@@ -258,6 +281,135 @@ class StyleModel(Stylizer):
             painted = paint(small, weights)
             return guided_upsample(painted, small, batch, prior=self._identity_share(weights))
 
+    def training_loss(self) -> PerceptualLoss:
+        """The perceptual loss the model was trained with (its record's settings, VGG-16 loaded on
+        first use and kept): what refining and fitting a new style minimize."""
+        if self._loss is None:
+            from cin_style.losses.perceptual import LossConfig, PerceptualLoss
+
+            self._loss = PerceptualLoss(num_styles=1, config=LossConfig.from_record(self.training)).to(self.device).eval()
+        return self._loss
+
+    def nearest_blend(self, painting: str | os.PathLike | Image.Image) -> dict[str, float]:
+        """The blend of this model's styles that paints nearest ``painting`` (in the Gram space of
+        the training loss, on two of the bundled photos): an instant preview of a painting the
+        model does not know, in a second or two (:func:`cin_style.inference.new_style.nearest_blend`)."""
+        weights, _ = self._nearest(self._painting_grams(painting))
+        return {self.styles[i]: round(float(w), 4) for i, w in enumerate(weights) if w > 0}
+
+    def _painting_grams(self, painting: str | os.PathLike | Image.Image) -> dict[str, Tensor]:
+        from cin_style.inference.new_style import painting_tensor
+        from cin_style.io.paintings import recorded_style_size
+
+        target = painting_tensor(painting, recorded_style_size(self.training))
+        return self.training_loss().style_grams(target[None].to(self.device))
+
+    def _nearest(self, grams: dict[str, Tensor]) -> tuple[Tensor, float]:
+        from cin_style.inference.new_style import FitSettings, bundled_photos, fitting_crops, nearest_blend, row_grams
+
+        with fastconv.direct(self.exact):
+            if self._signature is None or self._signature[0] != len(self.styles):
+                # Two fixed crops of the bundled photos, and what every row paints of them: computed once per model.
+                photos = fitting_crops(bundled_photos()[:2], FitSettings(batch=2), generator=torch.Generator().manual_seed(0))().to(self.device)
+                self._signature = (len(self.styles), photos, row_grams(self.transformer, self.styles, self.training_loss(), photos))
+            _, photos, rows = self._signature
+            return nearest_blend(self.transformer, self.styles, grams, self.training_loss(), photos, rows=rows)
+
+    def add_style(
+        self,
+        painting: str | os.PathLike | Image.Image,
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        artist: str | None = None,
+        photos: Sequence[str | os.PathLike | Image.Image] | None = None,
+        replace: bool = False,
+        settings: Any = None,
+        cache: bool = True,
+        progress: bool = True,
+    ) -> str:
+        """Add ``painting`` as a new style, in place, and return its name (by default the file's
+        name, lower-cased, with ``_`` for spaces and dashes).
+
+        Only a new gamma/beta row is fitted, with the model's own training loss (Dumoulin et al.
+        2017, §3.4; :mod:`cin_style.inference.new_style`): every old row and every convolution stays
+        bit-identical, and the new style blends with the others like any row. It starts from the
+        nearest blend of the existing styles (:meth:`nearest_blend`) and fits on ``photos`` (default:
+        the photos bundled with the package) with ``settings`` (a
+        :class:`~cin_style.inference.new_style.FitSettings`; the defaults take about a minute on a
+        2-core CPU). With ``cache`` the fitted row is kept in the user cache, keyed by the
+        painting's pixels, the model's weights and the settings, so the same painting is instant
+        the next time. ``replace`` refits a style of that name instead of refusing it. ``title``
+        and ``artist`` go into the style's credit (:meth:`save` writes them).
+        """
+        import hashlib
+
+        from tqdm.auto import tqdm
+
+        from cin_style.inference.new_style import FitSettings, bundled_photos, fit_row, fitting_crops
+        from cin_style.io.export import weights_digest
+
+        settings = settings if settings is not None else FitSettings()
+        source = None if isinstance(painting, Image.Image) else Path(painting)
+        if name is None:
+            if source is None:
+                raise ValueError("give the new style a name (name=...) when the painting is an image, not a file")
+            name = "_".join(source.stem.lower().replace("-", " ").split())
+        name = str(name).strip()
+        if not name or name == IDENTITY or any(c in name for c in "=,"):
+            raise StyleError(f"{name!r} cannot name a style: give a name without '=' or ',' that is not {IDENTITY!r}")
+        if name in self.styles and not replace:
+            raise StyleError(f"the model already has a style {name!r}: give another name (--name) or replace it (--replace)")
+        grams = self._painting_grams(painting)  # refuses a broken or tiny painting before any work
+        key = None
+        if cache:
+            digest = hashlib.sha256()
+            for g in grams.values():
+                digest.update(g.detach().cpu().numpy().tobytes())
+            for p in photos or []:
+                digest.update(str(p).encode() if not isinstance(p, Image.Image) else p.tobytes())
+            digest.update(weights_digest(self.transformer).encode() + settings.digest().encode())
+            key = digest.hexdigest()[:32]
+            row = _row_cache(key)
+        if key is None or row is None:
+            start, _ = self._nearest(grams)
+            generator = torch.Generator().manual_seed(settings.seed)
+            draw = fitting_crops(list(photos) if photos else bundled_photos(), settings, generator=generator)
+            with tqdm(total=settings.steps, unit="step", desc=f"add style {name}", disable=not progress) as bar:
+                with torch.inference_mode(False), torch.enable_grad(), fastconv.direct(True):
+                    row, history = fit_row(
+                        self.transformer, start, grams, self.training_loss(), draw, settings,
+                        progress=lambda step, loss: bar.update(1) or bar.set_postfix(loss=f"{loss:.3g}"),
+                    )  # fmt: skip
+            if key is not None:
+                _row_cache(key, row)
+        self._put_row(name, row)
+        record = {"painting": source.name if source is not None else None, "fit": settings.record()}
+        self.training.setdefault("added_styles", {})[name] = record
+        if source is not None:
+            self.training.setdefault("style_files", {})[name] = source.name
+        credit = {"style": name, "title": title or (source.name if source is not None else name), "artist": artist or ""}
+        if self.credits is None:
+            self.credits = [{"style": s} for s in self.styles[:-1]] if name == self.styles[-1] else [{"style": s} for s in self.styles]
+        self.credits = [c for c in self.credits if c.get("style") != name] + [credit]
+        self.credits.sort(key=lambda c: self.styles.index(c["style"]) if c.get("style") in self.styles else len(self.styles))
+        return name
+
+    def _put_row(self, name: str, row: dict[str, Tensor]) -> None:
+        """Write a fitted row into the network: over the style ``name`` if it exists, else as a new last style."""
+        transformer = self.transformer
+        if name not in self.styles:
+            transformer = transformer.with_new_styles(1).to(self.device)
+            self.styles.append(name)
+        index = self.styles.index(name)
+        tables = transformer.style_tables()
+        with torch.no_grad():
+            for key, value in row.items():
+                tables[key][index] = value.to(tables[key])
+        self.transformer = transformer.eval()
+        # The ONNX twin and a compiled copy hold the old rows: paint with this network from now on.
+        self.runtime, self.compiled, self._signature = None, None, None
+
     def _refiner(self, style: StyleSpec, steps: int, style_images: str | os.PathLike, *, progress: bool = False) -> Callable[[Tensor, Tensor], Tensor]:
         """``refine(painted, photo)``: ``steps`` L-BFGS steps of the optimization method from the
         network's ``painted`` images towards the painting of ``style`` (one style) with the model's
@@ -265,13 +417,10 @@ class StyleModel(Stylizer):
         from tqdm.auto import tqdm
 
         from cin_style.io.paintings import find_paintings, load_style_image, recorded_style_size
-        from cin_style.losses.perceptual import LossConfig, PerceptualLoss
         from cin_style.losses.optimize import optimize_images
 
         name = self.styles[int(torch.argmax(self.weights(style)))]
-        if self._loss is None:
-            self._loss = PerceptualLoss(num_styles=1, config=LossConfig.from_record(self.training)).to(self.device).eval()
-        loss = self._loss
+        loss = self.training_loss()
         key = (name, str(style_images))
         if key not in self._refine_targets:  # a folder of photos reads and measures the painting once
             painting = find_paintings(style_images, [name], self.training.get("style_files"))[name]
