@@ -334,7 +334,7 @@ def evaluate(
     progress: bool = False,
 ) -> dict[str, Any]:
     """The full report (``SCHEMA``, documented in ``docs/evaluate.md``) of ``model`` on the photo
-    files (centre crops of ``size``) against each style's painting file (:func:`cin_style.training.data.find_paintings`):
+    files (centre crops of ``size``) against each style's painting file (:func:`cin_style.io.paintings.find_paintings`):
     per-style losses (and the optimization method's, with ``optimize_steps``, on ``optimize_photos``
     photos per style, kept in ``optimize_cache`` when given), style identification and the identity row's PSNR. Paintings are taken at
     the style size the model was trained with unless ``style_size`` is given; ``progress`` shows
@@ -374,7 +374,7 @@ def evaluate_folder(
 ) -> dict[str, Any]:
     """:func:`evaluate` on the first ``limit`` photos of the folder ``content`` (all by default)
     against the paintings in ``style_folder``, found by the names recorded at training
-    (:func:`cin_style.training.data.find_paintings`); ``options`` go to :func:`evaluate`."""
+    (:func:`cin_style.io.paintings.find_paintings`); ``options`` go to :func:`evaluate`."""
     content = Path(content)
     photos = find_images(content)[:limit] if content.is_dir() else []
     if not photos:
