@@ -30,7 +30,7 @@ from cin_style.io.images import DEFAULT_MAX_PIXELS, ImageLoadError, limit_longer
 from cin_style.network.styles import IDENTITY, StyleError
 from cin_style.inference.stylizer import Stylizer
 
-__all__ = ["PREVIEW_SIZE", "MAX_BLEND", "style_string", "region_mask", "paint", "preview_side", "command_line", "build_app", "launch"]
+__all__ = ["PREVIEW_SIZE", "MAX_BLEND", "style_string", "region_mask", "paint", "preview_side", "command_line", "nearest_picks", "build_app", "launch"]
 
 #: Longer side of the live preview: about a quarter of a second per change on a 2-core CPU.
 PREVIEW_SIZE = 384
@@ -127,6 +127,15 @@ def command_line(
     return shlex.join([*words, "-o", "out.jpg"])
 
 
+def nearest_picks(model: Stylizer, painting: str | os.PathLike) -> tuple[list[str | None], list[float]]:
+    """The instant preview of a painting the model does not know: the nearest blend of its styles
+    (:meth:`StyleModel.nearest_blend`) as the page's style picks and weights."""
+    blend = sorted(model.nearest_blend(painting).items(), key=lambda item: -item[1])[:MAX_BLEND]
+    names = [name for name, _ in blend] + [None] * (MAX_BLEND - len(blend))
+    weights = [round(weight, 2) for _, weight in blend] + [0.0] * (MAX_BLEND - len(blend))
+    return names, weights
+
+
 def _credit(model: Stylizer, name: str) -> str:
     """A swatch's caption: the painting's title and artist (:meth:`Stylizer.credit`)."""
     c = model.credit(name) or {}
@@ -169,9 +178,10 @@ def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int
     failures = (StyleError, ImageLoadError, ValueError, OSError)
 
     def guarded(fn):
-        def run(*args):
+        @functools.wraps(fn)  # the same signature: Gradio passes a progress tracker to functions that take one
+        def run(*args, **kwargs):
             try:
-                return fn(*args)
+                return fn(*args, **kwargs)
             except failures as err:
                 raise gr.Error(str(err), print_exception=False) from None
 
@@ -231,6 +241,23 @@ def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int
     def pick_swatch(event) -> str:  # a click on a swatch makes it the first style
         return paintings[event.index]
 
+    def painting_preview(value):  # at once: the nearest blend of the model's own styles
+        path = _file(value)
+        if not path:
+            return [gr.update() for _ in range(2 * MAX_BLEND)] + [""]
+        names, blend = nearest_picks(model, path)
+        note = "Preview: the nearest blend of this model's styles. Press the button to fit the painting's own style."
+        return [*names, *blend, note]
+
+    def add_painting(value, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - Gradio's way to show a progress bar
+        path = _file(value)
+        if not path:
+            raise StyleError("upload a painting first")
+        name = model.add_style(path, name=Path(path).stem if Path(path).stem != "image" else "my_painting", replace=True, progress=True)
+        paintings[:] = [s for s in model.styles if s != IDENTITY]
+        choices = gr.update(choices=paintings)
+        return [gr.update(choices=paintings, value=name), *[choices] * (MAX_BLEND - 1), 1.0, *[0.0] * (MAX_BLEND - 1), choices, _swatches(model), f"Added the style **{name}**: pick it and blend it like any other."]
+
     pick_swatch.__annotations__["event"] = gr.SelectData  # how Gradio knows to pass the click (this module's annotations are strings)
 
     with gr.Blocks(title="cin-style studio") as app:
@@ -255,6 +282,12 @@ def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int
         with gr.Accordion("Regions: paint over the photo, then pick the region's style", open=False):
             editor = gr.ImageEditor(label="Paint the region", type="pil", sources=["upload", "clipboard"], brush=gr.Brush(colors=["#ff0000"]), elem_id="editor")
             region_style = gr.Dropdown(paintings, value=None, label="Style of the painted region", elem_id="region_style")
+        with gr.Accordion("Add your own painting", open=False, visible=hasattr(model, "add_style")):
+            with gr.Row():
+                new_painting = gr.Image(label="Your painting", type="filepath", sources=["upload", "clipboard"], elem_id="new_painting")
+                with gr.Column():
+                    add = gr.Button("Fit its style (about a minute on a CPU)", elem_id="add_style")
+                    added = gr.Markdown(elem_id="added")
         with gr.Accordion("Styles of this model", open=False):
             swatches = gr.Gallery(value=_swatches(model), columns=5, height="auto", label="Each style on a sample photo", allow_preview=False, elem_id="swatches")
         with gr.Accordion("Webcam, live", open=False):
@@ -276,6 +309,8 @@ def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int
         photo.change(guarded(photo_for_editor), photo, editor, api_visibility="private", preprocess=False)  # the region is painted over the same photo
         make.click(guarded(full), [photo, editor, refine, *controls], download, api_visibility="private", preprocess=False)
         swatches.select(pick_swatch, None, picks[0], api_visibility="private")
+        new_painting.change(guarded(painting_preview), new_painting, [*picks, *weights, added], api_visibility="private", preprocess=False)
+        add.click(guarded(add_painting), new_painting, [*picks, *weights, region_style, swatches, added], api_visibility="private", preprocess=False)
         camera.stream(guarded(stream), [camera, *controls], painted, stream_every=0.5, api_visibility="private")
         gr.Button(visible=False).click(guarded(api), [api_image, api_style, api_strength, api_keep], api_out, api_name="stylize", preprocess=False)
     return app

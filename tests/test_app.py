@@ -232,3 +232,14 @@ def test_app_errors_are_one_line(data_root, model_file):
     guard = "import sys; sys.modules['gradio'] = None; from cin_style.cli import main; sys.exit(main(sys.argv[1:]))"
     r = subprocess.run([sys.executable, "-c", guard, "app", "-m", str(model_file)], capture_output=True, text=True)
     assert r.returncode == 2 and 'pip install "cin-style[app]"' in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_new_paintings_preview_is_the_nearest_blend_as_the_pages_picks(model):
+    from cin_style.app import MAX_BLEND, nearest_picks
+
+    painting = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "paintings" / "van_gogh_the_night_cafe.jpg"
+    names, weights = nearest_picks(model, painting)
+    assert len(names) == len(weights) == MAX_BLEND
+    blend = model.nearest_blend(painting)
+    assert {n: w for n, w in zip(names, weights) if n} == pytest.approx({k: round(v, 2) for k, v in blend.items()})
+    assert "identity" not in names and abs(sum(weights) - 1) < 0.02 and weights == sorted(weights, reverse=True)
