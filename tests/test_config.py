@@ -56,13 +56,23 @@ def test_configs_ship_inside_the_package():
     assert conf.joinpath("train.yaml").is_file() and conf.joinpath("experiment", "smoke.yaml").is_file()
 
 
-def test_the_loss_yaml_shows_exactly_the_defaults_of_LossConfig(compose_config):
-    """conf/loss/perceptual.yaml restates LossConfig's defaults for the user to read; they must agree."""
+def test_the_loss_group_takes_its_defaults_and_types_from_LossConfig(compose_config):
+    """One default per fact: the loss group is LossConfig's schema, the yaml restates no value,
+    and a misspelt or mistyped key fails when the config is composed."""
     from dataclasses import asdict
+    from importlib.resources import files
 
+    import yaml
+    from hydra.errors import ConfigCompositionException
     from omegaconf import OmegaConf
 
     from cin_style.losses.perceptual import LossConfig
 
     shown = OmegaConf.to_container(compose_config(fast=False).loss, resolve=True)
     assert shown == asdict(LossConfig())
+    written = yaml.safe_load(files("cin_style.conf").joinpath("loss", "perceptual.yaml").read_text())
+    assert written == {"defaults": ["perceptual_schema", "_self_"]}
+    assert compose_config("loss.style_weight=7", fast=False).loss.style_weight == 7.0
+    for bad in ("loss.stlye_weight=7", "loss.style_weight=heavy"):
+        with pytest.raises(ConfigCompositionException):
+            compose_config(bad, fast=False)

@@ -9,11 +9,8 @@ style grids as JPEG).
 from __future__ import annotations
 
 import logging
-import math
 import os
-import signal
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -22,21 +19,29 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar, Timer
 from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from cin_style.io.paintings import find_paintings
-from cin_style.training.data import StyleTransferDataModule
 from cin_style.io.files import atomic_path
-from cin_style.io.images import save_image, to_pil
 from cin_style.io.modelfile import read_model
-from cin_style.training.module import StyleTransferModule
+from cin_style.io.paintings import find_paintings
 from cin_style.network.styles import IDENTITY
+from cin_style.training.callbacks import (  # re-exported: they lived here before the callbacks module
+    AtomicCheckpointIO,
+    DataRecord,
+    LastStepCheckpoint,
+    NonFiniteLossGuard,
+    ProgressLines,
+    SampleGridWriter,
+    StepProgressBar,
+    StopOnSignal,
+    Throughput,
+)
+from cin_style.training.data import StyleTransferDataModule
+from cin_style.training.module import StyleTransferModule
 
-__all__ = ["main", "train", "auto_precision", "TrainingConfigError", "init_from", "export_run_model", "AtomicCheckpointIO", "LastStepCheckpoint", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard", "StopOnSignal", "ProgressLines"]
+__all__ = ["main", "train", "build_callbacks", "auto_precision", "TrainingConfigError", "init_from", "export_run_model", "AtomicCheckpointIO", "LastStepCheckpoint", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard", "StopOnSignal", "ProgressLines"]
 
 
 #: print, in the first process of a distributed run only.
@@ -79,219 +84,24 @@ def quiet_known_noise() -> None:
             logger.propagate = True
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file beside it and renames it into place.
-
-    Lightning's own writer stages the file in the system temp folder and then moves it; when
-    that folder is on another file system (a tmpfs /tmp, say) the move is a copy into the
-    real name, and a kill during the copy leaves a truncated ``last.ckpt``. A rename within
-    one folder is atomic: a killed run keeps its previous checkpoint whole.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        if storage_options is not None:
-            raise TypeError(f"{type(self).__name__} takes no storage_options")
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
-
-
-class LastStepCheckpoint(ModelCheckpoint):
-    """Lightning's ModelCheckpoint, plus ``last.ckpt`` at the step the run ends on.
-
-    Lightning writes ``last`` at the periodic checkpoints and, at the end of training, only if
-    none was written before; a run stopped by ``trainer.max_time`` between two periodic
-    checkpoints lost every step since the last one (94 of run 4 of the bundled model).
-    """
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.save_last and self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-        super().on_train_end(trainer, pl_module)
-
-
-class SampleGridWriter(Callback):
-    """Saves a validation grid (photos × styles) as ``samples/step_NNNNNN.jpg`` at each validation.
-
-    The grid shows the first ``num_images`` photos of the first validation batch; it also goes
-    to TensorBoard when that is the logger.
-    """
-
-    def __init__(self, folder: str | os.PathLike, *, num_images: int = 4) -> None:
-        self.folder = Path(folder)
-        self.num_images = num_images
-        self._content: torch.Tensor | None = None
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if batch_idx == 0:
-            self._content = batch[: self.num_images]
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        content, self._content = self._content, None
-        if content is None or trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        grid = pl_module.sample_grid(content)
-        experiment = getattr(trainer.logger, "experiment", None)
-        if hasattr(experiment, "add_image"):  # TensorBoard
-            experiment.add_image("samples", grid, trainer.global_step)
-        save_image(to_pil(grid), self.folder / f"step_{trainer.global_step:06d}.jpg", quality=92)
-
-
-class NonFiniteLossGuard(Callback):
-    """Stops the run with a clear message when the loss becomes NaN or infinite.
-
-    The last checkpoint on disk is the last good one: the guard stops before anything from
-    the bad step is saved.
-    """
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None and not math.isfinite(float(loss)):
-            raise FloatingPointError(
-                f"the training loss became {float(loss)} at step {trainer.global_step}; stopping. "
-                "The last checkpoint is from before this step. Try a lower optim.lr or loss weights."
-            )
-
-
-class StopOnSignal(Callback):
-    """Ctrl-C (SIGINT) or SIGTERM ends the run after the current step, as ``trainer.max_time`` does:
-    ``last.ckpt`` and the run's model file are written at that step and the next run can start
-    from them. A second signal aborts at once.
-
-    Lightning's own handling of both signals exits without a final checkpoint, losing every step
-    since the last periodic one; a long CPU run is stopped by hand often enough for that to matter.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # signal handlers can only be set from the main thread
-
-        def stop(signum: int, frame: Any) -> None:
-            if self.received is not None:  # the second signal: abort now
-                self._restore()
-                raise KeyboardInterrupt
-            self.received = signal.Signals(signum).name
-            trainer.should_stop = True
-            _say(f"\n{self.received}: stopping after this step and saving it (again to abort now)")
-
-        self._previous = {s: signal.signal(s, stop) for s in self.SIGNALS}
-
-    def _restore(self) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-        self._previous = {}
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore()
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._restore()
-
-
-class Throughput(Callback):
-    """Training images per second after a warm-up (compilation, caches, the first batches)."""
-
-    def __init__(self, warmup_steps: int = 10) -> None:
-        self.warmup_steps = warmup_steps
-        self.start: float | None = None
-        self.end: float | None = None
-        self.images = 0
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        now = time.perf_counter()
-        if self.start is None:
-            if trainer.global_step >= min(self.warmup_steps, max(1, trainer.max_steps // 2)):
-                self.start = now
-            return
-        self.images += batch.shape[0] * trainer.world_size
-        self.end = now
-
-    @property
-    def images_per_second(self) -> float | None:
-        if self.start is None or self.end is None or self.end <= self.start:
-            return None
-        return self.images / (self.end - self.start)
-
-
-class ProgressLines(Callback):
-    """One line of progress every ``every`` seconds, for output that is not a terminal.
-
-    A live progress bar draws nothing into a file until the run ends, so a run in the background
-    (``nohup cin-style train ... > run.log``) would show no sign of life for hours. The line says
-    the step, the loss, the images per second since the run began and the time left (to
-    ``trainer.max_steps`` at that pace, or to ``trainer.max_time``, whichever comes first).
-    """
-
-    def __init__(self, every: float = 60.0) -> None:
-        self.every = every
-        self.start = self.last = 0.0
-        self.first_step = 0
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.start = self.last = time.monotonic()
-        self.first_step = trainer.global_step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        now = time.monotonic()
-        if now - self.last < self.every or not trainer.is_global_zero:
-            return
-        self.last = now
-        step, elapsed = trainer.global_step, now - self.start
-        rate = (step - self.first_step) * batch.shape[0] * trainer.world_size / elapsed
-        parts = [f"step {step}" + (f"/{trainer.max_steps}" if trainer.max_steps > 0 else "")]
-        loss = trainer.callback_metrics.get("loss")
-        if loss is not None:
-            parts.append(f"loss {float(loss):.3f}")
-        parts.append(f"{rate:.2f} images/s")
-        parts.append(f"elapsed {_clock(elapsed)}")
-        left = []
-        if trainer.max_steps > 0 and step > self.first_step:
-            left.append((trainer.max_steps - step) * elapsed / (step - self.first_step))
-        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-        if timer is not None and timer.time_remaining("train") is not None:
-            left.append(timer.time_remaining("train"))
-        if left:
-            parts.append(f"left ~{_clock(max(0.0, min(left)))}")
-        print("  ".join(parts), flush=True)
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
-
-
-class StepProgressBar(RichProgressBar):
-    """Lightning's bar without a count of epochs where there is none: a run ends at
-    ``trainer.max_steps`` or ``trainer.max_time``, and the stock label reads "Epoch 36/-2"."""
-
-    def _get_train_description(self, current_epoch: int) -> str:
-        epochs = self.trainer.max_epochs
-        label = f"Epoch {current_epoch}" + (f"/{epochs - 1}" if epochs is not None and epochs > 0 else "")
-        return f"{label:{len(self.validation_description)}}"
-
-
-class DataRecord(Callback):
-    """Stores in every checkpoint what evaluation needs to rebuild the style targets.
-
-    The style size and the paintings' file names (not their paths, which are machine
-    specific) travel into exported model files, so ``cin-style evaluate`` can find the
-    paintings by name and take Gram targets exactly as training did.
-    """
-
-    def __init__(self, data: StyleTransferDataModule, *, base_style_files: dict[str, str] | None = None) -> None:
-        self.record = {
-            "image_size": data.image_size,
-            "style_size": data.style_size,
-            "style_files": {**(base_style_files or {}), **{s.name: Path(s.path).name for s in data.paintings}},
-        }
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        checkpoint["cin_style_data"] = dict(self.record)
+def build_callbacks(cfg: DictConfig, run_dir: Path, data: StyleTransferDataModule, *, base_style_files: dict[str, str] | None = None) -> list:
+    """The run's callbacks from the ``callbacks`` config group (each entry a ``_target_``; null
+    leaves it out), each given what only the run knows: the checkpoint folder (and
+    ``keep_all_checkpoints``), the samples folder, the data's record. Progress goes to the output
+    as suits it: a live bar on a terminal, else lines every ``progress_every`` seconds."""
+    run_arguments = {
+        "checkpoint": {"dirpath": run_dir / "checkpoints", **({"save_top_k": -1} if cfg.get("keep_all_checkpoints") else {})},
+        "samples": {"folder": run_dir / "samples"},
+        "data_record": {"data": data, "base_style_files": base_style_files},
+    }
+    callbacks = [
+        instantiate(spec, **run_arguments.get(key, {}), _convert_="all") for key, spec in (cfg.get("callbacks") or {}).items() if spec is not None
+    ]
+    if not sys.stdout.isatty():
+        callbacks.append(ProgressLines(every=float(cfg.progress_every)))
+    if cfg.trainer.get("enable_progress_bar", True) and _RICH_AVAILABLE:  # else Lightning's tqdm bar, whose label has no epoch count
+        callbacks.append(StepProgressBar())
+    return callbacks
 
 
 def _new_style_entries(cfg: DictConfig, old_styles: list[str]) -> list[dict[str, str]]:
@@ -490,21 +300,11 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     if reference is not None:
         module.set_balance(reference)
 
-    checkpoint = LastStepCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="step_{step:06d}",
-        auto_insert_metric_name=False,
-        every_n_train_steps=cfg.checkpoint_every,
-        save_top_k=-1 if cfg.keep_all_checkpoints else 1,
-        save_last=True,
-    )
-    throughput, stopper = Throughput(), StopOnSignal()
-    callbacks = [checkpoint, throughput, SampleGridWriter(run_dir / "samples", num_images=cfg.sample_images), NonFiniteLossGuard(), stopper, DataRecord(data, base_style_files=base.training.get("style_files") if base else None)]
-    if not sys.stdout.isatty():
-        callbacks.append(ProgressLines(every=float(cfg.progress_every)))
+    callbacks = build_callbacks(cfg, run_dir, data, base_style_files=base.training.get("style_files") if base else None)
+    checkpoint = next((c for c in callbacks if isinstance(c, LastStepCheckpoint)), None)
+    throughput = next((c for c in callbacks if isinstance(c, Throughput)), Throughput())
+    stopper = next((c for c in callbacks if isinstance(c, StopOnSignal)), None)
     trainer_cfg = cfg.trainer
-    if trainer_cfg.get("enable_progress_bar", True) and _RICH_AVAILABLE:  # else Lightning's tqdm bar, whose label has no epoch count
-        callbacks.append(StepProgressBar())
     if str(trainer_cfg.get("precision")) == "auto":
         precision = auto_precision(str(trainer_cfg.get("accelerator", "auto")))
         trainer_cfg = OmegaConf.merge(trainer_cfg, {"precision": precision})
@@ -525,7 +325,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     elapsed = time.perf_counter() - start
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    last = Path(checkpoint.last_model_path) if checkpoint.last_model_path else None
+    last = Path(checkpoint.last_model_path) if checkpoint is not None and checkpoint.last_model_path else None
     summary = {
         "run_dir": str(run_dir),
         "steps": trainer.global_step,
@@ -535,7 +335,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         "images_per_second": throughput.images_per_second,
     }
     speed = f" ({throughput.images_per_second:.1f} images/s after warm-up)" if throughput.images_per_second else ""
-    stopped = f" (stopped by {stopper.received})" if stopper.received else ""
+    stopped = f" (stopped by {stopper.received})" if stopper is not None and stopper.received else ""
     _say(f"finished {trainer.global_step} steps{stopped} in {elapsed:.1f} s{speed}; last checkpoint: {summary['last_checkpoint']}")
     summary["model"] = None
     if last is not None and last.is_file() and trainer.is_global_zero:
