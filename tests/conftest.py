@@ -16,6 +16,9 @@ settings.register_profile("default", derandomize=True)
 settings.register_profile("explore", max_examples=2000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# The notebook's "your own painting" section fits a new style; a few steps show that it runs.
+os.environ.setdefault("CIN_STYLE_FIT_STEPS", "5")
+
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("CIN_STYLE_DATA", REPO.parent / "shared" / "data"))
 
