@@ -116,15 +116,6 @@ def fitting_crops(photos: Sequence[str | os.PathLike | Image.Image], settings: F
     return draw
 
 
-def _gram_distance(loss: PerceptualLoss, grams: dict[str, Tensor], target: dict[str, Tensor]) -> Tensor:
-    """Per image, the style term the loss would give these Gram matrices against ``target``
-    (the same weights and layers as :class:`PerceptualLoss`'s style term)."""
-    total = 0.0
-    for name, w in loss.style_layers.items():
-        total = total + w * (grams[name] - target[name]).pow(2).flatten(1).mean(1)
-    return loss.style_weight * total
-
-
 @torch.no_grad()
 def row_grams(transformer: StyleTransformer, styles: Sequence[str], loss: PerceptualLoss, photos: Tensor) -> dict[str, Tensor]:
     """The Gram matrices of every row's output on ``photos``: layer -> (N, B, C, C). A model's
@@ -160,7 +151,7 @@ def nearest_blend(
     n, b = len(styles), photos.shape[0]
     rows = rows if rows is not None else row_grams(transformer, styles, loss, photos)
     flat = {name: g.flatten(0, 1) for name, g in rows.items()}
-    per_row = _gram_distance(loss, flat, {k: v.expand(n * b, -1, -1) if v.shape[0] == 1 else v for k, v in target.items()}).view(n, b).mean(1)
+    per_row = loss.style_term(flat, {k: v.expand(n * b, -1, -1) if v.shape[0] == 1 else v for k, v in target.items()}).view(n, b).mean(1)
     usable = [i for i, s in enumerate(styles) if s != IDENTITY]
     order = sorted(usable, key=lambda i: float(per_row[i]))
     best_weights, best = torch.eye(n)[order[0]], float(per_row[order[0]])
@@ -170,7 +161,7 @@ def nearest_blend(
         weights = torch.zeros(n)
         weights[near] = inverse / inverse.sum()
         out = transformer(photos, weights.to(photos).expand(b, -1))
-        d = float(_gram_distance(loss, loss.style_grams(out), target).mean())
+        d = float(loss.style_term(loss.style_grams(out), target).mean())
         if d < best:
             best_weights, best = weights, d
     return best_weights, best

@@ -389,10 +389,9 @@ class StyleModel(Stylizer):
         if source is not None:
             self.training.setdefault("style_files", {})[name] = source.name
         credit = {"style": name, "title": title or (source.name if source is not None else name), "artist": artist or ""}
-        if self.credits is None:
-            self.credits = [{"style": s} for s in self.styles[:-1]] if name == self.styles[-1] else [{"style": s} for s in self.styles]
-        self.credits = [c for c in self.credits if c.get("style") != name] + [credit]
-        self.credits.sort(key=lambda c: self.styles.index(c["style"]) if c.get("style") in self.styles else len(self.styles))
+        # One credit per style, in table order (a model without credits gets bare entries for the others).
+        known = {c.get("style"): c for c in self.credits or []}
+        self.credits = [credit if s == name else known.get(s, {"style": s}) for s in self.styles]
         return name
 
     def _put_row(self, name: str, row: dict[str, Tensor]) -> None:

@@ -83,7 +83,7 @@ class Stylizer:
         lines = []
         for name in self.styles:
             c = self.credit(name)
-            if c is None:
+            if c is None or not (c.get("title") or c.get("artist")):
                 lines.append(name)
             elif not c.get("artist"):  # the identity row: no painting behind it
                 lines.append(f"{name}\t{c.get('title', '')}")

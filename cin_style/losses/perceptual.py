@@ -201,6 +201,14 @@ class PerceptualLoss(nn.Module):
                 self.gram_targets(name)[s] = g[0]
         self.targets_set.fill_(True)
 
+    def style_term(self, grams: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> Tensor:
+        """The weighted style term (B,) of Gram matrices against target Grams (B or 1, C, C) per style
+        layer: ``style_weight * sum_l w_l * mean((G_l - T_l)^2)`` (no per-style multiplier)."""
+        total = 0.0
+        for name, w in self.style_layers.items():
+            total = total + w * (grams[name] - targets[name]).pow(2).flatten(1).mean(1)
+        return self.style_weight * total
+
     def forward(
         self,
         output: Tensor,
@@ -243,10 +251,7 @@ class PerceptualLoss(nn.Module):
             else:
                 targets, multipliers = dict(style_grams), output.new_ones(b, dtype=torch.float32)
             grams = {name: gram_matrix(feats[name]) for name in self.style_layers}
-            for name, w in self.style_layers.items():
-                diff = (grams[name] - targets[name]).pow(2)
-                style_loss = style_loss + w * diff.flatten(1).mean(1)
-            style_loss = self.style_weight * multipliers * style_loss
+            style_loss = multipliers * self.style_term(grams, targets)
             grams = {name: g.detach() for name, g in grams.items()}
 
         tv_loss = self.tv_weight * total_variation(output) if self.tv_weight else zero

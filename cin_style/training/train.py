@@ -20,13 +20,13 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from cin_style.io.files import atomic_path
 from cin_style.io.modelfile import read_model
 from cin_style.io.paintings import find_paintings
 from cin_style.network.styles import IDENTITY
+from cin_style.training.callbacks import _say  # print, in the first process of a distributed run only
 from cin_style.training.callbacks import (  # re-exported: they lived here before the callbacks module
     AtomicCheckpointIO,
     DataRecord,
@@ -44,8 +44,6 @@ from cin_style.training.module import StyleTransferModule
 __all__ = ["main", "train", "build_callbacks", "auto_precision", "TrainingConfigError", "init_from", "export_run_model", "AtomicCheckpointIO", "LastStepCheckpoint", "DataRecord", "SampleGridWriter", "NonFiniteLossGuard", "StopOnSignal", "ProgressLines"]
 
 
-#: print, in the first process of a distributed run only.
-_say = rank_zero_only(print)
 
 #: Messages of Lightning and PyTorch that a cin-style user cannot act on, silenced by their text
 #: (every other warning still shows): the frozen VGG-16 is in eval mode on purpose; LeafSpec is a
