@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     paint(model, big, f"{styles[0]}=0.7,{styles[1]}=0.3")
     full = time.perf_counter() - start
     result = {
-        "engine": "onnxruntime" if model.runtime is not None else "pytorch" if model.exact else "pytorch-nnpack",
+        "engine": model.engine.name,
         "preview": f"{small.width}x{small.height}",
         "slider_move_seconds": statistics.median(moves),
         "full_resolution": f"{big.width}x{big.height}",

@@ -68,11 +68,11 @@ def _runner(path: str, model_file: Path, onnx_file: Path):
         return lambda image: model.stylize(image, STYLE)
     from cin_style.inference.style_model import StyleModel
 
-    model = StyleModel.load(model_file, device="cpu", engine="torch" if path in ("pytorch", "pytorch-compile") else "auto")
+    # The two paths engine="auto" chooses between on a CPU (nnpack, bf16), each forced.
+    engine = {"pytorch": "torch", "pytorch-compile": "torch", "pytorch-nnpack": "nnpack", "pytorch-bf16": "bf16"}.get(path, "auto")
+    model = StyleModel.load(model_file, device="cpu", engine=engine)
     if path == "pytorch-compile":
         model.accelerate(dtype=None, channels_last=False)
-    if path in ("pytorch-nnpack", "pytorch-bf16"):  # the two paths engine="auto" chooses between, each forced
-        model.bf16 = path == "pytorch-bf16"
     return lambda image: model.stylize(image, STYLE)
 
 

@@ -257,6 +257,7 @@ def _app(args) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from cin_style.inference.stylizer import ENGINES
     from cin_style.io.images import DEFAULT_MAX_PIXELS
 
     parser = _Parser(prog="cin-style", description="Multi-style neural style transfer.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -310,7 +311,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output image (one input) or folder (several, or a folder)")
     p.add_argument("--size", type=_positive, default=None, help="shrink so that the longer side is at most N pixels")
     p.add_argument("--tile", type=_tile, default=None, metavar="auto|off|N", help="process large images in N-pixel tiles with whole-image statistics (same look, bounded memory); auto (default): tiles for large images on CPU and after running out of GPU memory")
-    p.add_argument("--engine", choices=["auto", "onnx", "torch"], default="auto", help="on a CPU: auto (default) = PyTorch with NNPACK's Winograd/FFT convolutions, the fastest; onnx = the ONNX graph beside the model file through onnxruntime (the bundled model has one); torch = PyTorch's direct float32 convolutions only (exact)")
+    p.add_argument("--engine", choices=ENGINES, default="auto", help="what paints whole images: auto (default) = the fastest measured here (bfloat16 where the CPU has it natively, else NNPACK's Winograd/FFT convolutions); torch = PyTorch's direct float32 convolutions only (exact); nnpack, bf16, compiled force those; onnx = the ONNX graph beside the model file through onnxruntime (the bundled model has one)")
     p.add_argument("--devices", type=_positive, default=1, metavar="N", help="share a folder out between N devices (GPUs, or CPU processes with --device cpu) through Lightning's predict loop with DDP")
     with_images(p)
 

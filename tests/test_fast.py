@@ -50,8 +50,8 @@ def test_compiled_bf16_matches_float32_and_blends_never_recompile():
 def test_accelerated_model_uses_the_compiled_path_for_per_sample_weights_only():
     model = StyleModel(_net(), ["a", "b", "c"], device="cpu").accelerate(compile=False)
     calls = []
-    real = model.compiled._forward
-    model.compiled._forward = lambda *a: calls.append(1) or real(*a)
+    real = model.engine.compiled._forward
+    model.engine.compiled._forward = lambda *a: calls.append(1) or real(*a)
     x = torch.rand(1, 3, 32, 32)
     model.stylize_tensor(x, model.weights("a=0.5,b=0.5"))
     assert calls == [1]

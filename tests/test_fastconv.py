@@ -71,7 +71,7 @@ def test_the_default_cpu_engine_paints_what_exact_pytorch_paints(data_root, monk
     photo = Image.open(data_root / "content" / "val" / "kodim05.jpg").convert("RGB").resize((384, 256))
     fast = StyleModel.load(pretrained_path(), device="cpu")
     exact = StyleModel.load(pretrained_path(), device="cpu", engine="torch")
-    assert not fast.exact and not fast.bf16 and fast.runtime is None and exact.exact
+    assert fast.engine.name == "nnpack" and not fast.engine.direct and exact.engine.name == "torch" and exact.engine.direct
     a, b = fast.stylize(photo, "hokusai_great_wave"), exact.stylize(photo, "hokusai_great_wave")
     assert float(psnr(to_tensor(a)[None], to_tensor(b)[None])) > 60.0  # measured: about 95 dB
     x = to_tensor(photo)[None]
@@ -88,7 +88,7 @@ def test_auto_uses_bfloat16_exactly_where_the_cpu_has_it(data_root, monkeypatch,
     monkeypatch.setattr(fastconv, "native_bf16", lambda: native)
     model = StyleModel.load(pretrained_path(), device="cpu")
     exact = StyleModel.load(pretrained_path(), device="cpu", engine="torch")
-    assert model.bf16 is native and not exact.bf16
+    assert (model.engine.name == "bf16") is native and exact.engine.name == "torch"
     if not native:
         return
     x = to_tensor(Image.open(data_root / "content" / "val" / "kodim05.jpg").convert("RGB").resize((192, 128)))[None]

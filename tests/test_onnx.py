@@ -184,12 +184,12 @@ def twin_folder(tmp_path_factory, exported) -> Path:
 def test_engine_onnx_runs_a_model_file_through_its_onnx_twin(twin_folder, bundled, data_root):
     photo = Image.open(data_root / "content" / "val" / "kodim05.jpg").convert("RGB").resize((200, 136))
     model = StyleModel.load(twin_folder / "paintings.safetensors", device="cpu", engine="onnx")
-    assert model.runtime is not None and model.runtime.styles == bundled.styles
+    assert model.engine.name == "onnx" and model.engine.runtime.styles == bundled.styles
     plain = StyleModel.load(twin_folder / "paintings.safetensors", device="cpu", engine="torch")
-    assert plain.runtime is None
+    assert plain.engine.name != "onnx"
     calls = []
-    run = model.runtime.run
-    model.runtime.run = lambda *a: calls.append(1) or run(*a)  # noqa: E731 - count the graph's calls
+    run = model.engine.runtime.run
+    model.engine.runtime.run = lambda *a: calls.append(1) or run(*a)  # noqa: E731 - count the graph's calls
     out = model.stylize(photo, BLEND)
     assert calls and _psnr(out, plain.stylize(photo, BLEND)) >= 45.0
     model.stylize(photo, masks={"durer_lion": np.ones((136, 200), np.float32)})  # regions run PyTorch
@@ -200,10 +200,10 @@ def test_a_stale_or_missing_twin_is_never_used(twin_folder, tmp_path, monkeypatc
     from cin_style.network import fastconv
     from cin_style.io.modelfile import ModelFileError
 
-    assert StyleModel.load(twin_folder / "paintings.safetensors", device="cpu").runtime is None or not fastconv.available()
+    assert StyleModel.load(twin_folder / "paintings.safetensors", device="cpu").engine.name != "onnx" or not fastconv.available()
     monkeypatch.setattr(fastconv, "native_bf16", lambda: False)  # a CPU without native bfloat16,
     monkeypatch.setattr(fastconv, "available", lambda: False)  # and a PyTorch without NNPACK: auto turns to the twin
-    assert StyleModel.load(twin_folder / "paintings.safetensors", device="cpu").runtime is not None
+    assert StyleModel.load(twin_folder / "paintings.safetensors", device="cpu").engine.name == "onnx"
 
     other = read_model(pretrained_path())
     with torch.no_grad():
@@ -212,13 +212,13 @@ def test_a_stale_or_missing_twin_is_never_used(twin_folder, tmp_path, monkeypatc
     (tmp_path / "paintings.onnx").write_bytes((twin_folder / "paintings.onnx").read_bytes())
     with pytest.warns(UserWarning, match="exported from other weights"):
         model = StyleModel.load(tmp_path / "paintings.safetensors", device="cpu")
-    assert model.runtime is None
+    assert model.engine.name != "onnx"
     with pytest.raises(ModelFileError, match="export it again"):
         StyleModel.load(tmp_path / "paintings.safetensors", device="cpu", engine="onnx")
     (tmp_path / "paintings.onnx").unlink()
     with pytest.raises(ModelFileError, match="no ONNX graph beside"):
         StyleModel.load(tmp_path / "paintings.safetensors", device="cpu", engine="onnx")
-    assert StyleModel.load(tmp_path / "paintings.safetensors", device="cpu").runtime is None  # auto: quietly PyTorch
+    assert StyleModel.load(tmp_path / "paintings.safetensors", device="cpu").engine.name != "onnx"  # auto: quietly PyTorch
 
 
 def test_the_readme_snippet_runs_with_onnxruntime_and_pillow_only(exported, bundled, data_root, tmp_path):

@@ -40,15 +40,16 @@ class StylizeModule(L.LightningModule):
         self.styles = list(model.styles)
         self.style = style
         self.options = dict(options or {})
-        # The engine the caller's model chose (cin_style.inference.style_model.ENGINES), so that each process paints
-        # as the one-process path does; bfloat16 applies on a CPU only.
-        self.exact, self.bf16 = model.exact, model.bf16
+        # Each process rebuilds the engine the caller's model runs (cin_style.inference.engines) by
+        # its name, so that it paints as the one-process path does.
+        self.engine, self.source = model.engine.name, model.source
         self._kind = type(model)
         self._styler: StyleModel | None = None
 
     def on_predict_start(self) -> None:
-        self._styler = self._kind(self.transformer, self.styles, device=self.device)
-        self._styler.exact, self._styler.bf16 = self.exact, self.bf16 and self.device.type == "cpu"
+        # The CPU-only engines (bfloat16, the ONNX graph) give way to "auto" on a GPU.
+        engine = "auto" if self.device.type != "cpu" and self.engine in ("bf16", "onnx") else self.engine
+        self._styler = self._kind(self.transformer, self.styles, device=self.device, engine=engine, source=self.source)
 
     def predict_step(self, batch: tuple[int, Any], batch_idx: int) -> tuple[int, Any]:
         index, photo = batch

@@ -17,7 +17,7 @@ from cin_style.io.images import DEFAULT_MAX_PIXELS, fit_longer_side, limit_longe
 from cin_style.network.transformer import StyleTransformer
 from cin_style.io.modelfile import ModelFileError, read_model, write_model
 from cin_style.io.sheets import contact_sheet, interpolation_weights
-from cin_style.inference.onnx_model import OnnxStyleModel
+from cin_style.inference.engines import ENGINES, CompiledEngine, Engine, choose_engine
 from cin_style.inference.stylizer import Stylizer
 from cin_style.inference.color import preserve_color as _preserve_color
 from cin_style.network import fastconv
@@ -25,7 +25,7 @@ from cin_style.network.devices import default_device
 from cin_style.inference.memory import keep_freed_memory
 from cin_style.network.fast import CompiledTransformer
 from cin_style.inference.masks import MaskSource, check_mask_styles, mask_weights, stylize_regions
-from cin_style.network.styles import IDENTITY, StyleError, StyleSpec, check_strength, style_weights
+from cin_style.network.styles import IDENTITY, StyleError, StyleSpec, check_strength, with_strength
 from cin_style.network.tiling import MIN_TILE, stylize_tiled, tile_passes
 from cin_style.network.transformer import resize_style_map
 from cin_style.inference.strokes import DEFAULT_STROKE, NATIVE, guided_upsample
@@ -76,41 +76,6 @@ DEFAULT_TILE = 256
 CPU_WHOLE_PIXEL_LIMIT = 2_000_000
 
 
-#: How :meth:`StyleModel.load` runs images on a CPU: ``auto`` (the fastest measured for this
-#: CPU: bfloat16 autocast where the CPU multiplies bfloat16 natively, else PyTorch with NNPACK's
-#: Winograd and FFT convolutions, :mod:`cin_style.network.fastconv`), ``onnx`` (the ONNX twin through
-#: onnxruntime) or ``torch`` (PyTorch's direct float32 convolutions, the exact reference).
-ENGINES = ("auto", "onnx", "torch")
-
-
-def _onnx_twin(path: Path, model: StyleModel, *, required: bool) -> OnnxStyleModel | None:
-    """The ONNX graph beside ``path`` (same name, ``.onnx``) if it was exported from these very
-    weights and the model runs on the CPU; with ``required``, a one-line error instead of None."""
-    from cin_style.io.export import weights_digest
-    from cin_style.inference.onnx_model import OnnxModelError
-
-    twin = path.with_suffix(".onnx")
-    problem = None
-    if model.device.type != "cpu":
-        problem = f"the ONNX graph runs on the CPU, not on {model.device}"
-    elif not twin.is_file():
-        problem = f"no ONNX graph beside {path}; make one with: cin-style export {path} -o {twin}"
-    else:
-        try:
-            runtime = OnnxStyleModel.load(twin)
-        except OnnxModelError as err:
-            problem = str(err)
-        else:
-            if runtime.record.get("weights_sha256") == weights_digest(model.transformer) and runtime.styles == model.styles:
-                return runtime
-            problem = f"{twin} was exported from other weights than {path}; export it again: cin-style export {path} -o {twin}"
-            if not required:
-                warnings.warn(f"{problem} (running PyTorch meanwhile)", stacklevel=3)
-    if required:
-        raise ModelFileError(problem)
-    return None
-
-
 class OutOfMemory(RuntimeError):
     """Stylization ran out of memory even where it could fall back to tiles; the message says what to try."""
 
@@ -157,6 +122,8 @@ class StyleModel(Stylizer):
         training: dict[str, Any] | None = None,
         credits: list[dict[str, Any]] | None = None,
         device: str | torch.device | None = None,
+        engine: str = "auto",
+        source: str | os.PathLike | None = None,
     ) -> None:
         if len(styles) != transformer.num_styles:
             raise ValueError(f"{len(styles)} style names for a network with {transformer.num_styles} styles")
@@ -166,16 +133,13 @@ class StyleModel(Stylizer):
         self.min_size = transformer.min_size
         if self.device.type == "cpu":
             keep_freed_memory()  # large layers reuse freed pages instead of faulting in new ones (cin_style.inference.memory)
-        self.compiled: CompiledTransformer | None = None
+        #: The file the model was read from, where it was (the ``onnx`` engine finds its graph beside it).
+        self.source = None if source is None else str(source)
+        #: What runs whole images (:mod:`cin_style.inference.engines`; :meth:`load` says how it is chosen).
+        self.engine: Engine = choose_engine(engine, self.transformer, styles=self.styles, device=self.device, source=source)
         self._loss = None  # the training loss with VGG-16, loaded on the first refinement (:meth:`_refiner`)
         self._signature: tuple[int, Tensor, dict[str, Tensor]] | None = None  # every row's output Grams (:meth:`nearest_blend`)
         self._refine_targets: dict[tuple[str, str], dict[str, Tensor]] = {}  # (style, folder) -> the painting's Gram matrices
-        #: The onnxruntime graph of these weights that whole CPU images run through (see :meth:`load`); None: PyTorch.
-        self.runtime: OnnxStyleModel | None = None
-        #: True: PyTorch's direct convolutions only (``engine="torch"``); False: NNPACK's where they apply (:mod:`cin_style.network.fastconv`).
-        self.exact = False
-        #: True: whole images on a CPU run under bfloat16 autocast (``engine="auto"`` on a CPU with native bfloat16).
-        self.bf16 = False
 
     can_refine = True
 
@@ -183,27 +147,19 @@ class StyleModel(Stylizer):
     def load(cls, path: str | os.PathLike, *, device: str | torch.device | None = None, engine: str = "auto") -> StyleModel:
         """Load a ``.safetensors`` model file (or a Lightning ``.ckpt``, read with weights_only).
 
-        ``engine`` (what runs on a CPU; ``benchmarks/RESULTS.md`` has the measurements):
-        ``"auto"`` picks the fastest path measured for the CPU it runs on. Where the CPU multiplies
-        bfloat16 natively (AMX or AVX-512 BF16, :func:`cin_style.network.fastconv.native_bf16`), whole
-        images run under bfloat16 autocast (about 58 dB PSNR against float32 at 512 px). Elsewhere it runs
-        float32 PyTorch with NNPACK's Winograd and FFT convolutions (:mod:`cin_style.network.fastconv`),
-        or, on a PyTorch without NNPACK, the ONNX graph exported from the same weights beside
-        the model file when it is there (``cin-style export MODEL -o MODEL.onnx``; the bundled
-        model ships with one). ``"onnx"`` requires that graph and runs whole images
-        through onnxruntime. ``"torch"`` runs PyTorch's direct float32 convolutions only: the
-        exact reference. Regions, exact tiles, GPUs and :meth:`accelerate` always run PyTorch.
+        ``engine`` (what runs whole images; :func:`cin_style.inference.engines.choose_engine`,
+        ``benchmarks/RESULTS.md`` has the measurements): ``"auto"`` picks the fastest path measured
+        for the device. Where the CPU multiplies bfloat16 natively (AMX or AVX-512 BF16) that is
+        bfloat16 autocast (about 58 dB PSNR against float32 at 512 px); elsewhere float32 PyTorch
+        with NNPACK's Winograd and FFT convolutions (:mod:`cin_style.network.fastconv`), or, on a
+        PyTorch without NNPACK, the ONNX graph exported from the same weights beside the model
+        file when it is there (``cin-style export MODEL -o MODEL.onnx``; the bundled model ships
+        with one). ``"onnx"`` requires that graph; ``"torch"`` runs PyTorch's direct float32
+        convolutions only, the exact reference; ``"nnpack"``, ``"bf16"`` and ``"compiled"`` force
+        those paths. Regions, exact tiles and refining always run the PyTorch network.
         """
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         loaded = read_model(path)
-        model = cls(loaded.transformer, loaded.styles, training=loaded.training, credits=loaded.credits, device=device)
-        model.source = str(path)
-        model.exact = engine == "torch"
-        model.bf16 = engine == "auto" and model.device.type == "cpu" and fastconv.native_bf16()
-        if engine == "onnx" or (engine == "auto" and not model.bf16 and not fastconv.available()):
-            model.runtime = _onnx_twin(Path(path), model, required=engine == "onnx")
-        return model
+        return cls(loaded.transformer, loaded.styles, training=loaded.training, credits=loaded.credits, device=device, engine=engine, source=path)
 
     @classmethod
     def pretrained(cls, *, device: str | torch.device | None = None, engine: str = "auto") -> StyleModel:
@@ -224,23 +180,16 @@ class StyleModel(Stylizer):
         or blend, reuses that graph. Tiled work, per-pixel masks and out-of-memory fall-backs keep
         the plain float32 network. Returns ``self``.
         """
-        self.compiled = CompiledTransformer(self.transformer, dtype=dtype, channels_last=channels_last, compile=compile, mode=mode)
+        self.engine = CompiledEngine(CompiledTransformer(self.transformer, dtype=dtype, channels_last=channels_last, compile=compile, mode=mode))
         return self
 
     def weights(self, style: StyleSpec, *, strength: float = 1.0) -> Tensor:
-        """The normalized blend weights (N,) for a style name, index or mix.
+        """:meth:`~cin_style.inference.stylizer.Stylizer.blend` as a float32 tensor (N,), the form the network takes.
 
         ``strength`` in [0, 1] blends the style's gamma/beta with the identity row's: 0 gives
         the identity row (the photo, as well as the network reproduces it), 1 the full style.
         """
-        return style_weights(style, self.styles, strength=strength)
-
-    def _with_strength(self, w: Tensor, strength: float) -> Tensor:
-        """Blend per-pixel maps (N, H, W) towards the identity row."""
-        check_strength(strength, self.styles)
-        identity = torch.zeros_like(w)
-        identity[self.styles.index(IDENTITY)] = 1.0
-        return strength * w + (1 - strength) * identity
+        return torch.tensor(self.blend(style, strength=strength), dtype=torch.float32)
 
     @torch.inference_mode()
     def stylize_tensor(
@@ -267,7 +216,7 @@ class StyleModel(Stylizer):
         ``stroke``, brought back to the size of ``batch`` by :func:`~cin_style.inference.strokes.guided_upsample`;
         where the working size is the batch's own, ``paint`` on the batch itself. Weights as for
         :meth:`stylize_tensor`; per-pixel maps are resized to the working size."""
-        with fastconv.direct(self.exact):
+        with fastconv.direct(self.engine.direct):
             h, w = batch.shape[-2:]
             size = self.working_size(h, w, stroke)
             weights = weights.to(self.device)
@@ -307,7 +256,7 @@ class StyleModel(Stylizer):
     def _nearest(self, grams: dict[str, Tensor]) -> tuple[Tensor, float]:
         from cin_style.inference.new_style import FitSettings, bundled_photos, fitting_crops, nearest_blend, row_grams
 
-        with fastconv.direct(self.exact):
+        with fastconv.direct(self.engine.direct):
             if self._signature is None or self._signature[0] != len(self.styles):
                 # Two fixed crops of the bundled photos, and what every row paints of them: computed once per model.
                 photos = fitting_crops(bundled_photos()[:2], FitSettings(batch=2), generator=torch.Generator().manual_seed(0))().to(self.device)
@@ -406,8 +355,11 @@ class StyleModel(Stylizer):
             for key, value in row.items():
                 tables[key][index] = value.to(tables[key])
         self.transformer = transformer.eval()
-        # The ONNX twin and a compiled copy hold the old rows: paint with this network from now on.
-        self.runtime, self.compiled, self._signature = None, None, None
+        # The engine is rebuilt on the new network; an ONNX graph holds the old rows, so its place
+        # goes to what "auto" picks without a graph.
+        name = "auto" if self.engine.name == "onnx" else self.engine.name
+        self.engine = choose_engine(name, self.transformer, styles=self.styles, device=self.device)
+        self._signature = None
 
     def _refiner(self, style: StyleSpec, steps: int, style_images: str | os.PathLike, *, progress: bool = False) -> Callable[[Tensor, Tensor], Tensor]:
         """``refine(painted, photo)``: ``steps`` L-BFGS steps of the optimization method from the
@@ -464,16 +416,8 @@ class StyleModel(Stylizer):
                 return torch.cat([self.stylize_tensor(batch[i : i + group], w[i : i + group], stroke=NATIVE, tile=0) for i in range(0, batch.shape[0], group)])
         if tile:
             return self._tiled(batch, w, tile, progress)
-        if self.runtime is not None and self.compiled is None and batch.device.type == "cpu":
-            return torch.from_numpy(self.runtime.run(batch.contiguous().numpy(), w.float().contiguous().numpy()))
         try:
-            if self.compiled is not None:
-                return self.compiled(batch, w)
-            if self.bf16 and batch.device.type == "cpu":
-                # oneDNN's bfloat16 convolutions (AMX, AVX-512 BF16); NNPACK would run float32 inside autocast.
-                with fastconv.direct(), torch.autocast("cpu", dtype=torch.bfloat16):
-                    return self.transformer(batch, w).float()
-            return self.transformer(batch, w)
+            return self.engine(batch, w)
         except Exception as err:  # noqa: BLE001 - only out-of-memory errors are handled, the rest re-raised
             if not _is_out_of_memory(err):
                 raise
@@ -559,7 +503,7 @@ class StyleModel(Stylizer):
             height = batch.shape[-2]
             size_painted = self.working_size(height, batch.shape[-1], stroke)
             weights = mask_weights(masks, self.styles, size_painted, base=style, feather=feather * size_painted[0] / height)
-            weights = weights if strength == 1.0 else self._with_strength(weights, strength)
+            weights = weights if strength == 1.0 else with_strength(weights, strength, self.styles)
 
         def paint(x: Tensor, w: Tensor) -> Tensor:
             painted = self._stylize_tensor(x, w, tile=tile, progress=progress)

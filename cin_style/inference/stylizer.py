@@ -20,7 +20,12 @@ from cin_style.io.sheets import contact_sheet
 from cin_style.inference.strokes import check_stroke, reference_side, working_size
 from cin_style.network.styles import IDENTITY, StyleError, StyleSpec, blend_weights
 
-__all__ = ["Stylizer"]
+__all__ = ["ENGINES", "Stylizer"]
+
+#: The engines a PyTorch model file can run its whole-image passes on
+#: (:func:`cin_style.inference.engines.choose_engine`; ``auto`` picks the fastest measured for the
+#: device). Named here, without PyTorch, so that the command line offers them without importing it.
+ENGINES = ("auto", "torch", "nnpack", "bf16", "compiled", "onnx")
 
 
 class Stylizer:

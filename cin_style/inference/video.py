@@ -98,7 +98,7 @@ def stylize_frames(
         nonlocal count
         n = len(batch)
         weights = [weights_at(count + i) for i in range(n)]
-        if model.compiled is not None and n < batch_size:
+        if model.engine.fixed_batch and n < batch_size:
             # A compiled graph is specialised to its batch size: pad the last batch rather than compile another.
             batch.extend([batch[-1]] * (batch_size - n))
             weights.extend([weights[-1]] * (batch_size - n))

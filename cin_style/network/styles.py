@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["IDENTITY", "StyleError", "StyleSpec", "blend_weights", "check_strength", "parse_style_string", "style_weights"]
+__all__ = ["IDENTITY", "StyleError", "StyleSpec", "blend_weights", "check_strength", "parse_style_string", "style_weights", "with_strength"]
 
 StyleSpec = str | int | Mapping[str | int, float]
 
@@ -105,11 +105,21 @@ def blend_weights(style: StyleSpec, names: Sequence[str], *, strength: float = 1
     weights = [w / top for w in weights]  # so that huge weights cannot overflow the sum
     total = sum(weights)
     weights = [w / total for w in weights]
-    if strength == 1.0:
-        return weights
+    return weights if strength == 1.0 else with_strength(weights, strength, names)
+
+
+def with_strength(weights, strength: float, names: Sequence[str]):
+    """``weights`` dialed towards the identity row: ``strength * w + (1 - strength) * identity``.
+
+    ``weights`` is a list of N numbers, or a tensor whose first axis is the N styles (a vector
+    (N,) or per-pixel maps (N, H, W)); the result is of the same kind. :func:`check_strength` first."""
     check_strength(strength, names)
     identity = list(names).index(IDENTITY)
-    return [strength * w + (1 - strength) * (i == identity) for i, w in enumerate(weights)]
+    if isinstance(weights, list):
+        return [strength * w + (1 - strength) * (i == identity) for i, w in enumerate(weights)]
+    out = weights * strength
+    out[identity] += 1 - strength
+    return out
 
 
 def check_strength(strength: float, names: Sequence[str]) -> None:
