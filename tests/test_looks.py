@@ -62,7 +62,7 @@ def test_where_a_mask_is_one_the_output_is_the_single_style_output(model, photo)
 
 def test_per_pixel_weights_alone_would_not_be_exact(model, photo):
     """Why stylize_regions exists: the plain network with a mask map drifts from the single style."""
-    x = torch.from_numpy(np.asarray(photo)).permute(2, 0, 1)[None].float() / 255
+    x = torch.from_numpy(np.array(photo)).permute(2, 0, 1)[None].float() / 255
     maps = mask_weights({"wave": np.pad(np.ones((128, 96)), ((0, 0), (0, 96)))}, NAMES, (128, 192), base="stars")
     with torch.no_grad():
         plain = model.transformer(x, maps[None])

@@ -197,6 +197,8 @@ def test_the_optimization_cache_returns_what_was_computed_for_the_same_problem_o
     assert key != cache.key(photos, grams, loss, steps=2, method="adam")
     other = PerceptualLoss(num_styles=1, config=LossConfig(style_weight=loss.config.style_weight * 2), vgg=loss.vgg)
     assert key != cache.key(photos, grams, other, steps=2, method="lbfgs")  # other loss weights
+    balanced = PerceptualLoss(num_styles=1, config=LossConfig(**{**loss.config.record(), "balance": "gatys", "balance_size": 128}), vgg=loss.vgg)
+    assert key == cache.key(photos, grams, balanced, steps=2, method="lbfgs")  # the balance is training's: the same loss, the same figures
 
     (cache.folder / f"{key}.json").write_text("{ damaged")  # a damaged entry is computed again
     evaluate_model(model, photos, paintings, loss=loss, optimize_steps=2, optimize_cache=cache)

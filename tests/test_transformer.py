@@ -160,6 +160,26 @@ def test_stages_describe_the_whole_network_once():
     assert size == (40, 32)
 
 
+def test_one_padding_rule_for_the_network_and_the_onnx_runtime():
+    """centred_pad's golden widths, the network's pad is exactly it (and the crop after), and the
+    NumPy pad of the torch-free runtime gives the same pixels as PyTorch's."""
+    import numpy as np
+
+    from cin_style.network.padding import centred_pad
+
+    assert centred_pad(37, 29, multiple=4, min_size=8) == ((1, 2, 1, 2), True)  # 37 -> 40, 29 -> 32
+    assert centred_pad(64, 64, multiple=4, min_size=8) == ((0, 0, 0, 0), True)
+    assert centred_pad(5, 1, multiple=4, min_size=8) == ((3, 4, 1, 2), False)  # a 1-pixel side cannot mirror: the edge repeats
+    net = StyleTransformer(num_styles=2, width=0.25)
+    for h, w in ((37, 29), (5, 6), (1, 3)):
+        x = torch.rand(1, 3, h, w)
+        padded, _ = net.pad(x, torch.tensor([[1.0, 0.0]]))
+        (left, right, top, bottom), reflect = centred_pad(h, w, multiple=4, min_size=8)
+        assert padded.shape[-2:] == net.padded_size(h, w) and torch.equal(padded[..., top : top + h, left : left + w], x)
+        array = np.pad(x.numpy(), ((0, 0), (0, 0), (top, bottom), (left, right)), mode="reflect" if reflect else "edge")
+        assert np.array_equal(array, padded.numpy())
+
+
 def test_inference_overwrites_only_the_layers_own_outputs():
     """At inference the activations and residual sums run in place (no new buffers); they must
     give exactly the graph's values and leave the stage's input alone."""

@@ -25,6 +25,7 @@ from cin_style.io.images import array_to_pil, load_image, to_array
 from cin_style.inference.stylizer import Stylizer
 from cin_style.io.onnx_format import INPUTS, METADATA_KEY, ONNX_FORMAT, ONNX_FORMAT_VERSION, OUTPUT
 from cin_style.inference.strokes import DEFAULT_STROKE, guided_upsample
+from cin_style.network.padding import centred_pad
 from cin_style.network.styles import IDENTITY, StyleSpec
 
 __all__ = ["ONNX_FORMAT", "ONNX_FORMAT_VERSION", "METADATA_KEY", "INPUTS", "OUTPUT", "OnnxModelError", "OnnxStyleModel"]
@@ -100,11 +101,9 @@ class OnnxStyleModel(Stylizer):
         h, w = images.shape[-2:]
         if h >= self.min_size and w >= self.min_size:
             return self.session.run([OUTPUT], {INPUTS[0]: images, INPUTS[1]: weights})[0]
-        m = int(self.record["size_multiple"])
-        ph, pw = (max(self.min_size, -(-n // m) * m) - n for n in (h, w))
-        mode = "reflect" if ph < h and pw < w else "edge"
-        padded = np.pad(images, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode=mode)
-        return self.run(padded, weights)[..., ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
+        (left, right, top, bottom), reflect = centred_pad(h, w, multiple=int(self.record["size_multiple"]), min_size=self.min_size)
+        padded = np.pad(images, ((0, 0), (0, 0), (top, bottom), (left, right)), mode="reflect" if reflect else "edge")
+        return self.run(padded, weights)[..., top : top + h, left : left + w]
 
     def stylize(
         self, images: Any, style: StyleSpec | None = None, *, strength: float = 1.0, preserve_color: bool = False,

@@ -112,6 +112,10 @@ class StyleModel(Stylizer):
     ``stylize`` takes a path, a PIL image, a numpy array (H, W, 3), a tensor (3, H, W) or
     (B, 3, H, W) in [0, 1], or a list of these, and returns the same kind: a path or PIL image
     gives a PIL image, an array an array of the input's dtype, a tensor a tensor.
+
+    Built from a network directly, it runs float32 PyTorch (``engine="nnpack"``: NNPACK's
+    convolutions where they apply, within rounding of training's); :meth:`load` and
+    :meth:`pretrained` pick the fastest engine for the device (``engine="auto"``).
     """
 
     def __init__(
@@ -122,7 +126,7 @@ class StyleModel(Stylizer):
         training: dict[str, Any] | None = None,
         credits: list[dict[str, Any]] | None = None,
         device: str | torch.device | None = None,
-        engine: str = "auto",
+        engine: str = "nnpack",
         source: str | os.PathLike | None = None,
     ) -> None:
         if len(styles) != transformer.num_styles:

@@ -24,7 +24,7 @@ from cin_style.io.images import to_uint8
 from cin_style.inference.strokes import DEFAULT_STROKE, NATIVE
 from cin_style.network.styles import StyleSpec
 
-__all__ = ["VideoStats", "PHASE_SHIFTS", "flicker", "warping_error", "phase_averaged", "stylize_frames", "stylize_video", "write_video", "read_video_info"]
+__all__ = ["VideoStats", "PHASES", "phase_shifts", "flicker", "warping_error", "phase_averaged", "stylize_frames", "stylize_video", "write_video", "read_video_info"]
 
 
 @dataclass
@@ -40,13 +40,20 @@ class VideoStats:
         return self.frames / self.seconds if self.seconds > 0 else float("inf")
 
 
-#: Sub-stride shifts averaged for ``phases`` = 1, 4 or 16 (per axis; the network's stride is 4).
-PHASE_SHIFTS = {1: (0,), 4: (0, 2), 16: (0, 1, 2, 3)}
+#: The passes ``phases`` may ask for: 1 (off), 4 (2 shifts per axis) or 16 (every shift of the network's stride of 4).
+PHASES = (1, 4, 16)
 
 
 def _check_phases(phases: int) -> None:
-    if phases not in PHASE_SHIFTS:
+    if phases not in PHASES:
         raise ValueError(f"phases must be 1, 4 or 16, got {phases}")
+
+
+def phase_shifts(phases: int, stride: int) -> tuple[int, ...]:
+    """The sub-stride shifts (per axis) averaged for ``phases`` passes, on a network of ``stride``
+    (its :attr:`~cin_style.network.transformer.StyleTransformer.size_multiple`): evenly spaced over one stride."""
+    per_axis = round(phases**0.5)
+    return tuple(range(0, stride, max(1, stride // per_axis)))[:per_axis]
 
 
 def phase_averaged(model: StyleModel, x: torch.Tensor, weights: torch.Tensor, phases: int) -> torch.Tensor:
@@ -64,12 +71,14 @@ def phase_averaged(model: StyleModel, x: torch.Tensor, weights: torch.Tensor, ph
     if phases == 1:
         return model.stylize_tensor(x, weights, stroke=NATIVE)
     h, w = x.shape[-2:]
-    mode = "reflect" if min(h, w) > 3 else "replicate"
+    stride = model.transformer.size_multiple
+    mode = "reflect" if min(h, w) > stride - 1 else "replicate"  # a reflection must be narrower than the side it mirrors
     total = None
-    for dy in PHASE_SHIFTS[phases]:
-        for dx in PHASE_SHIFTS[phases]:
-            # The same padded size for every shift, so that only the phase changes.
-            shifted = torch.nn.functional.pad(x, (dx, 3 - dx, dy, 3 - dy), mode=mode)
+    shifts = phase_shifts(phases, stride)
+    for dy in shifts:
+        for dx in shifts:
+            # The same padded size for every shift (one stride less one pixel more), so that only the phase changes.
+            shifted = torch.nn.functional.pad(x, (dx, stride - 1 - dx, dy, stride - 1 - dy), mode=mode)
             y = model.stylize_tensor(shifted, weights, stroke=NATIVE)[..., dy : dy + h, dx : dx + w]
             total = y if total is None else total + y
     return total / phases

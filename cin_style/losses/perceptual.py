@@ -75,6 +75,12 @@ class LossConfig:
         """The settings a model file records (everything but ``vgg_weights``)."""
         return {k: v for k, v in asdict(self).items() if k != "vgg_weights"}
 
+    def scoring_record(self) -> dict[str, Any]:
+        """:meth:`record` without the training-only settings (the balance): what a loss value
+        depends on, so that two models trained with and without the balanced objective are scored
+        by, and share cached optimization figures for, the same loss."""
+        return {k: v for k, v in self.record().items() if not k.startswith("balance")}
+
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> LossConfig:
         """The loss a model was trained with, from its training record (defaults for what it lacks)."""

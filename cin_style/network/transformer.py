@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cin_style.network.fastconv import conv2d, eager_inference
+from cin_style.network.padding import centred_pad, padded_size
 from cin_style.network.phase import upsample_conv3x3
 
 __all__ = [
@@ -462,23 +463,19 @@ class StyleTransformer(nn.Module):
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
         """The size an image of (height, width) is padded to before the first layer."""
-        return tuple(max(self.min_size, -(-n // self.size_multiple) * self.size_multiple) for n in (height, width))
+        return padded_size(height, width, multiple=self.size_multiple, min_size=self.min_size)
 
     def pad(self, x: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
         """Pad images (and a per-pixel style map of their size) to :meth:`padded_size`, centred:
-        reflection where the image is large enough, else the edge repeated (1-pixel images).
+        reflection where the image is large enough, else the edge repeated (1-pixel images)
+        (:func:`cin_style.network.padding.centred_pad`, which every engine shares).
 
         From ``min_size`` up the pad is always applied (zero-wide where the size is a multiple
         already) and its widths are plain arithmetic on the size: the graph exported to ONNX
         (:mod:`cin_style.io.export`) is this code, traced once for every size."""
         h, w = x.shape[-2:]
-        if h >= self.min_size and w >= self.min_size:
-            ph, pw, mode = (-h) % self.size_multiple, (-w) % self.size_multiple, "reflect"
-        else:
-            ph, pw = (n - m for n, m in zip(self.padded_size(h, w), (h, w)))
-            mode = "reflect" if ph < h and pw < w else "replicate"
-        pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
-        x = F.pad(x, pad, mode=mode)
+        pad, reflect = centred_pad(h, w, multiple=self.size_multiple, min_size=self.min_size)
+        x = F.pad(x, pad, mode="reflect" if reflect else "replicate")
         if style.dim() == 4 and style.shape[-2:] == (h, w):
             style = F.pad(style, pad, mode="replicate")
         return x, style

@@ -92,7 +92,7 @@ class OptimizedCache:
 
             self._vgg_digests[id(loss.vgg)] = weights_digest(loss.vgg)
         digest = hashlib.sha256()
-        setting = {"loss": loss.config.record(), "vgg": self._vgg_digests[id(loss.vgg)], "steps": steps, "method": method, "init": "content"}
+        setting = {"loss": loss.config.scoring_record(), "vgg": self._vgg_digests[id(loss.vgg)], "steps": steps, "method": method, "init": "content"}
         digest.update(json.dumps(setting, sort_keys=True).encode())
         for tensor in (photos, *(grams[name] for name in sorted(grams))):
             digest.update(str(tuple(tensor.shape)).encode())
