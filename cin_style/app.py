@@ -136,20 +136,12 @@ def nearest_picks(model: Stylizer, painting: str | os.PathLike) -> tuple[list[st
     return names, weights
 
 
-def _credit(model: Stylizer, name: str) -> str:
-    """A swatch's caption: the painting's title and artist (:meth:`Stylizer.credit`)."""
-    c = model.credit(name) or {}
-    if name == IDENTITY:
-        return "identity (the photo itself: strength 0)"
-    return f"{c.get('title', name)} — {c.get('artist', '?')}" if c.get("artist") else name
-
-
 def _swatches(model: Stylizer, size: int = 160) -> list[tuple[Image.Image, str]]:
     """Each painting style on the demo photo, captioned with its painting's title and artist."""
     from cin_style.inference.style_model import demo_photo_path
 
     photo = limit_longer_side(load_image(demo_photo_path()), size)
-    return [(model.stylize(photo, name), _credit(model, name)) for name in model.styles if name != IDENTITY]
+    return [(model.stylize(photo, name), model.caption(name)) for name in model.styles if name != IDENTITY]
 
 
 def _file(value: Any) -> str | None:

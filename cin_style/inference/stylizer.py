@@ -83,19 +83,30 @@ class Stylizer:
         """The credit record of a style's painting (title, artist, year, licence, source), None without one."""
         return next((c for c in self.credits or [] if c.get("style") == name), None)
 
+    def caption(self, name: str) -> str:
+        """The painting behind a style in a few words: ``Title (Artist, year)``; the bare title
+        where no artist is recorded (the identity row); the style's name without a credit."""
+        c = self.credit(name) or {}
+        if not (c.get("title") or c.get("artist")):
+            return name
+        if not c.get("artist"):
+            return c.get("title", "")
+        year = f", {c['year']}" if c.get("year") and c.get("year") != "unknown" else ""
+        return f"{c.get('title', '?')} ({c['artist']}{year})"
+
     def describe_styles(self) -> list[str]:
-        """One line per style: its name, and with credits the painting's title, artist, year and licence."""
+        """One line per style: its name, and with credits its :meth:`caption` and the licence."""
         lines = []
         for name in self.styles:
-            c = self.credit(name)
-            if c is None or not (c.get("title") or c.get("artist")):
+            c = self.credit(name) or {}
+            caption = self.caption(name)
+            if caption == name:
                 lines.append(name)
-            elif not c.get("artist"):  # the identity row: no painting behind it
-                lines.append(f"{name}\t{c.get('title', '')}")
+            elif not c.get("artist"):  # the identity row: no painting, no licence
+                lines.append(f"{name}\t{caption}")
             else:
-                year = f", {c['year']}" if c.get("year") and c.get("year") != "unknown" else ""
                 licence = (c.get("license") or "licence not recorded").split(";")[0]  # the full text stays in the model file
-                lines.append(f"{name}\t{c.get('title', '?')} ({c.get('artist', '?')}{year}); {licence}")
+                lines.append(f"{name}\t{caption}; {licence}")
         return lines
 
     def blend(self, style: StyleSpec, *, strength: float = 1.0) -> list[float]:

@@ -8,6 +8,7 @@ clip (a style schedule).
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -193,15 +194,29 @@ def read_video_info(path: str | os.PathLike) -> tuple[int, int, Fraction, int]:
         return stream.codec_context.width, stream.codec_context.height, stream.average_rate, frames
 
 
-def write_video(frames: list[np.ndarray], path: str | os.PathLike, *, rate: Fraction | int = 24) -> None:
-    """Write RGB uint8 frames (H, W, 3) as H.264 (even sizes) or MPEG-4 video."""
+def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, *, rate: Fraction | int = 24) -> int:
+    """Write RGB uint8 frames (H, W, 3) as H.264 (even sizes) or MPEG-4 video, as they come
+    (frames may be a generator); return how many. No frames: no file, and 0."""
     av = _av()
-    h, w = frames[0].shape[:2]
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        return 0
+    count = 0
     with av.open(str(path), mode="w") as out:
-        stream = _video_stream(out, w, h, Fraction(rate))
-        for arr in frames:
+        stream = _video_stream(out, first.shape[1], first.shape[0], Fraction(rate))
+        for arr in itertools.chain([first], frames):
             out.mux(stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
+            count += 1
         out.mux(stream.encode())
+    return count
+
+
+def _counted(frames: Iterable[np.ndarray], step: Callable[[int], object]) -> Iterator[np.ndarray]:
+    """The frames, calling ``step(1)`` after each (a progress bar's update)."""
+    for frame in frames:
+        yield frame
+        step(1)
 
 
 def _video_stream(container, width: int, height: int, rate: Fraction):
@@ -246,7 +261,6 @@ def stylize_video(
     except (av.error.FFmpegError, OSError) as err:
         raise ValueError(f"{src}: cannot open video ({err})") from None
     t0 = time.perf_counter()
-    count = 0
     with container, atomic_path(dst) as tmp:
         if not container.streams.video:
             raise ValueError(f"{src}: no video stream")
@@ -263,13 +277,9 @@ def stylize_video(
             return (1 - t) * start_w + t * end_w
 
         frames = (frame.to_ndarray(format="rgb24") for frame in container.decode(stream))
-        with av.open(str(tmp), mode="w") as out, tqdm(total=total, unit="frame", desc=src.name, disable=not progress) as bar:
-            out_stream = _video_stream(out, w, h, rate)
-            for arr in stylize_frames(model, frames, weights_at, phases=phases, batch_size=batch_size, stroke=stroke):
-                out.mux(out_stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
-                count += 1
-                bar.update(1)
-            out.mux(out_stream.encode())
+        with tqdm(total=total, unit="frame", desc=src.name, disable=not progress) as bar:
+            painted = stylize_frames(model, frames, weights_at, phases=phases, batch_size=batch_size, stroke=stroke)
+            count = write_video(_counted(painted, bar.update), tmp, rate=rate)
         if count == 0:
             raise ValueError(f"{src}: no frames")
     return VideoStats(count, w, h, Fraction(rate), time.perf_counter() - t0)
