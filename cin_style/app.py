@@ -27,10 +27,10 @@ import numpy as np
 from PIL import Image
 
 from cin_style.io.images import DEFAULT_MAX_PIXELS, ImageLoadError, limit_longer_side, load_image
-from cin_style.network.styles import IDENTITY, StyleError
+from cin_style.network.styles import IDENTITY, Blend, StyleError, StyleSpec
 from cin_style.inference.stylizer import Stylizer
 
-__all__ = ["PREVIEW_SIZE", "MAX_BLEND", "style_string", "region_mask", "paint", "preview_side", "command_line", "nearest_picks", "build_app", "launch"]
+__all__ = ["PREVIEW_SIZE", "MAX_BLEND", "style_blend", "region_mask", "paint", "preview_side", "command_line", "nearest_picks", "build_app", "launch"]
 
 #: Longer side of the live preview: about a quarter of a second per change on a 2-core CPU.
 PREVIEW_SIZE = 384
@@ -42,16 +42,18 @@ MAX_BLEND = 4
 REFINE_STEPS = 30
 
 
-def style_string(names: Sequence[str | None], weights: Sequence[float]) -> str:
-    """The command line's form of a blend (``"a=0.7,b=0.3"``) from up to four picks; empty picks
-    and zero weights are left out, a style picked twice adds up. Raises StyleError when nothing is left."""
+def style_blend(model: Stylizer, names: Sequence[str | None], weights: Sequence[float]) -> Blend:
+    """The page's picks and weight sliders as the model's :class:`~cin_style.network.styles.Blend`,
+    parsed here once (the weights stay numbers all the way down; ``str()`` of it is the command
+    line's form); empty picks and zero weights are left out, a style picked twice adds up.
+    Raises StyleError when nothing is left."""
     total: dict[str, float] = {}
     for name, weight in zip(names, weights):
         if name and weight and weight > 0:
             total[name] = total.get(name, 0.0) + float(weight)
     if not total:
         raise StyleError("pick at least one style with a weight above 0")
-    return ",".join(f"{name}={weight:g}" for name, weight in total.items())
+    return model.parse_style(total)
 
 
 def region_mask(editor: Any, size: tuple[int, int]) -> np.ndarray | None:
@@ -74,7 +76,7 @@ def region_mask(editor: Any, size: tuple[int, int]) -> np.ndarray | None:
 def paint(
     model: Stylizer,
     photo: Image.Image,
-    style: str,
+    style: StyleSpec,
     *,
     strength: float = 1.0,
     preserve_color: bool = False,
@@ -86,7 +88,8 @@ def paint(
     style_images: str | os.PathLike | None = None,
     size: int | None = None,
 ) -> Image.Image:
-    """The photo painted in ``style`` (the command line's form) at ``stroke``, shrunk to ``size``
+    """The photo painted in ``style`` (a :class:`~cin_style.network.styles.Blend`, or anything
+    :meth:`Stylizer.stylize` takes: the API endpoint's string) at ``stroke``, shrunk to ``size``
     first when given; with a painted ``region`` (a mask at the photo's size) that region in
     ``region_style``; ``refine`` optimization steps after the network (paintings in ``style_images``)."""
     photo = limit_longer_side(photo.convert("RGB"), size)
@@ -107,13 +110,13 @@ def preview_side(model: Stylizer, size: tuple[int, int], stroke: float) -> int:
 
 
 def command_line(
-    style: str, *, model: str | None = None, strength: float = 1.0, preserve_color: bool = False, region_style: str | None = None, painted: bool = False,
+    style: StyleSpec, *, model: str | None = None, strength: float = 1.0, preserve_color: bool = False, region_style: str | None = None, painted: bool = False,
     stroke: float = 1.0,
     refine: int = 0,
     style_images: str | None = None,
 ) -> str:
     """The ``cin-style stylize`` command that makes the same full-resolution image."""
-    words = ["cin-style", "stylize", *(["-m", model] if model else []), "photo.jpg", "-s", style]
+    words = ["cin-style", "stylize", *(["-m", model] if model else []), "photo.jpg", "-s", str(style)]
     if strength != 1.0:
         words += ["--strength", f"{strength:g}"]
     if stroke != 1.0:
@@ -182,7 +185,7 @@ def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int
     def settings(*values):
         names, weights = list(values[:MAX_BLEND]), list(values[MAX_BLEND : 2 * MAX_BLEND])
         strength, keep_colour, stroke, region_style = values[2 * MAX_BLEND :]
-        return style_string(names, weights), float(strength), bool(keep_colour), float(stroke), region_style or None
+        return style_blend(model, names, weights), float(strength), bool(keep_colour), float(stroke), region_style or None
 
     @functools.lru_cache(maxsize=2)
     def full_photo(path: str) -> Image.Image:  # a slider move repaints the preview without decoding a 12-megapixel file again

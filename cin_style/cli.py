@@ -131,21 +131,24 @@ def _stylize(args) -> int:
     if args.style_image is not None:  # fitted once, then from the user cache (StyleModel.add_style)
         name = _fit_style(model, args.style_image, args)
         args.style = args.style if args.style is not None else name
+    # The style is parsed here, once (a bad one is reported before any image is read); what goes
+    # down is the parsed Blend, which no layer below parses again.
+    style = model.parse_style(args.style) if args.style is not None and not args.all_styles else None
     options = {k: getattr(args, k) for k in ("strength", "feather", "preserve_color", "stroke", "refine", "style_images", "max_pixels", "quality", "size", "tile")}
     model.check_stroke(args.stroke)  # a stroke too large for the network, before any image is read
     if args.all_styles and args.refine:
         raise CommandError("--refine paints one style; drop --all-styles")
-    if not args.all_styles:  # a bad style, mask style, strength or refinement is reported before any image is read
-        model.check_style(args.style, strength=args.strength, masks=masks)
-        model.check_refine(args.refine, args.style, style_images=args.style_images, strength=args.strength, masks=masks)
+    if not args.all_styles:  # a bad mask style, strength or refinement is reported before any image is read
+        model.check_style(style, strength=args.strength, masks=masks)
+        model.check_refine(args.refine, style, style_images=args.style_images, strength=args.strength, masks=masks)
     if not folder_mode:
-        model.stylize_file(pairs[0][0], output, args.style, sheet=args.all_styles, masks=masks, **options, progress=True)
+        model.stylize_file(pairs[0][0], output, style, sheet=args.all_styles, masks=masks, **options, progress=True)
         print(f"wrote {output}")
         return 0
     if args.all_styles and args.devices != 1:
         raise CommandError("--all-styles runs on one device; drop --devices")
     targets = [(src, output / rel) for src, rel in pairs]
-    failures = model.stylize_files(targets, args.style, devices=args.devices, sheet=args.all_styles, masks=masks, **options)
+    failures = model.stylize_files(targets, style, devices=args.devices, sheet=args.all_styles, masks=masks, **options)
     if failures is None:
         return 0  # another process of a multi-device run: the first one reports for all
     print(f"wrote {len(pairs) - len(failures)} of {len(pairs)} images to {output}" + (f" on {args.devices} devices" if args.devices != 1 else ""))
@@ -209,7 +212,8 @@ def _video(args) -> int:
     model = _load_model(args)
     if args.compile:
         model.accelerate()
-    stats = stylize_video(model, args.input, args.output, args.style, to_style=args.to_style, batch_size=args.batch_size, phases=args.steady, stroke=args.stroke)
+    style, to_style = (model.parse_style(s) if s is not None else None for s in (args.style, args.to_style))  # parsed once, here
+    stats = stylize_video(model, args.input, args.output, style, to_style=to_style, batch_size=args.batch_size, phases=args.steady, stroke=args.stroke)
     print(f"wrote {args.output}: {stats.frames} frames at {stats.width}x{stats.height}, {float(stats.rate):.3g} fps; stylized at {stats.fps:.1f} frames/s on {model.device}")
     return 0
 

@@ -19,11 +19,11 @@ import torch
 from PIL import Image
 
 from cin_style.inference.style_model import StyleModel
-from cin_style.app import command_line, paint, region_mask, style_string
+from cin_style.app import command_line, paint, region_mask, style_blend
 from cin_style.cli import main as cli_main
 from cin_style.network.transformer import StyleTransformer
 from cin_style.io.modelfile import write_model
-from cin_style.network.styles import StyleError
+from cin_style.network.styles import Blend, StyleError
 
 gr = pytest.importorskip("gradio")
 
@@ -59,11 +59,13 @@ def _pixels(image) -> np.ndarray:
     return np.asarray(Image.open(image) if isinstance(image, (str, Path, io.BytesIO)) else image, dtype=np.float64)
 
 
-def test_style_string_is_the_command_line_form_of_the_picks():
-    assert style_string(["hokusai_great_wave", "durer_lion", None, None], [0.7, 0.3, 1.0, 0.0]) == "hokusai_great_wave=0.7,durer_lion=0.3"
-    assert style_string(["durer_lion", "durer_lion", "van_gogh_starry_night", None], [0.25, 0.25, 0, 1]) == "durer_lion=0.5"
+def test_the_picks_are_parsed_once_into_a_blend_whose_string_is_the_command_line_form(model):
+    blend = style_blend(model, ["hokusai_great_wave", "durer_lion", None, None], [0.7, 0.3, 1.0, 0.0])
+    assert isinstance(blend, Blend) and str(blend) == "hokusai_great_wave=0.7,durer_lion=0.3"
+    assert model.blend(blend) == pytest.approx(model.blend({"hokusai_great_wave": 0.7, "durer_lion": 0.3}))
+    assert str(style_blend(model, ["durer_lion", "durer_lion", "van_gogh_starry_night", None], [0.25, 0.25, 0, 1])) == "durer_lion"  # picked twice: added up
     with pytest.raises(StyleError, match="at least one style"):
-        style_string([None, "durer_lion"], [1.0, 0.0])
+        style_blend(model, [None, "durer_lion"], [1.0, 0.0])
 
 
 def test_region_mask_is_the_painted_layers_alpha():
@@ -77,7 +79,7 @@ def test_region_mask_is_the_painted_layers_alpha():
 
 def test_paint_is_stylize_and_its_command_line_makes_the_same_image(model, model_file, data_root, tmp_path):
     photo = Image.open(data_root / "content" / "val" / "kodim23.jpg").convert("RGB")
-    style = style_string(["hokusai_great_wave", "durer_lion"], [0.6, 0.4])
+    style = style_blend(model, ["hokusai_great_wave", "durer_lion"], [0.6, 0.4])
     shown = paint(model, photo, style, strength=0.7, preserve_color=True, size=96)
     assert max(shown.size) == 96
     assert np.array_equal(_pixels(shown), _pixels(model.stylize(photo, {"hokusai_great_wave": 0.6, "durer_lion": 0.4}, strength=0.7, preserve_color=True, size=96)))

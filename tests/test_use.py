@@ -166,6 +166,25 @@ def test_style_weight_errors_list_known_names(bad, message):
         assert "wave, stars, lion" in str(err.value)
 
 
+def test_a_style_is_parsed_once_and_the_blend_flows_down_unparsed(model_file, photo, monkeypatch):
+    """parse_style turns the user's string into a Blend; stylize then paints with it without
+    parsing anything again (the parser is made to fail), and paints what the string paints."""
+    import cin_style.network.styles as styles
+
+    model = StyleModel.load(model_file, device="cpu", engine="torch")
+    blend = model.parse_style("stars=0.7,wave=0.3")
+    assert blend.weights == pytest.approx((0.3, 0.7, 0.0)) and str(blend) == "wave=0.3,stars=0.7"
+    expected = np.asarray(model.stylize(photo, "stars=0.7,wave=0.3", strength=1.0))
+
+    def no_parsing(text):
+        raise AssertionError(f"parsed again: {text!r}")
+
+    monkeypatch.setattr(styles, "parse_style_string", no_parsing)
+    assert np.array_equal(np.asarray(model.stylize(photo, blend)), expected)
+    with pytest.raises(StyleError, match="made for other styles"):
+        styles.blend_weights(blend, ["wave", "stars", "lion", "new"])
+
+
 def test_blend_endpoints_equal_pure_styles(model_file, photo):
     model = StyleModel.load(model_file, device="cpu")
     pure = np.asarray(model.stylize(photo, style="lion"))

@@ -18,7 +18,7 @@ from PIL import Image
 from cin_style.io.images import DEFAULT_MAX_PIXELS, ImageLoadError, failure_line, limit_longer_side, load_image, save_image
 from cin_style.io.sheets import contact_sheet
 from cin_style.inference.strokes import check_stroke, reference_side, working_size
-from cin_style.network.styles import IDENTITY, StyleError, StyleSpec, blend_weights
+from cin_style.network.styles import IDENTITY, Blend, StyleError, StyleSpec, blend_weights, parse_style
 
 __all__ = ["ENGINES", "Stylizer"]
 
@@ -113,6 +113,11 @@ class Stylizer:
         """The normalized blend weights, one per style, for a style name, index or mix
         (:func:`cin_style.network.styles.blend_weights`; ``strength`` < 1 dials towards the identity row)."""
         return blend_weights(style, self.styles, strength=strength)
+
+    def parse_style(self, style: StyleSpec) -> Blend:
+        """A style name, index, mapping or the command line's ``"a=0.7,b=0.3"`` parsed once into a
+        :class:`~cin_style.network.styles.Blend` of this model's styles, which every later call takes as it is."""
+        return parse_style(style, self.styles)
 
     def check_style(self, style: StyleSpec | None = None, *, strength: float = 1.0, masks: Mapping[str | int, Any] | None = None) -> None:
         """Raise :class:`StyleError` for a selection :meth:`stylize` would refuse, before any image is read."""

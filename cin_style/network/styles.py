@@ -5,7 +5,10 @@ only decides the combination. A style is given as
 
 * a name (``"great_wave"``) or an index (``0``);
 * a mapping of names (or indices) to weights (``{"starry_night": 0.7, "great_wave": 0.3}``);
-* the command-line form ``"starry_night=0.7,great_wave=0.3"`` (a bare name means weight 1).
+* the command-line form ``"starry_night=0.7,great_wave=0.3"`` (a bare name means weight 1);
+* a :class:`Blend`, a selection already parsed for these names (:func:`parse_style`): the
+  command line, the app and the Python API parse what the user gave once, at the edge, and
+  pass the :class:`Blend` down, which no layer below parses again.
 
 Weights are normalized to sum to 1. Unknown names, negative or non-finite weights, all-zero
 mixes and names given twice are errors that list the known names. The strength dial blends a
@@ -16,14 +19,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["IDENTITY", "StyleError", "StyleSpec", "blend_weights", "check_strength", "parse_style_string", "style_weights", "with_strength"]
+__all__ = ["IDENTITY", "Blend", "StyleError", "StyleSpec", "blend_weights", "parse_style", "check_strength", "parse_style_string", "style_weights", "with_strength"]
 
-StyleSpec = str | int | Mapping[str | int, float]
+StyleSpec = Union[str, int, Mapping[Union[str, int], float], "Blend"]
 
 #: The reserved name of the gamma/beta row trained to reproduce the photo (the strength dial's 0).
 IDENTITY = "identity"
@@ -31,6 +35,28 @@ IDENTITY = "identity"
 
 class StyleError(ValueError):
     """A style selection that cannot be used; the message lists the known styles."""
+
+
+@dataclass(frozen=True)
+class Blend:
+    """A style selection parsed once: one non-negative weight per style of ``names`` (a model's
+    table order), summing to 1. Given as a style it is used as it is, never parsed again."""
+
+    names: tuple[str, ...]
+    weights: tuple[float, ...]
+
+    def __str__(self) -> str:
+        """The command line's form: ``"a=0.7,b=0.3"``, or the bare name of a single style."""
+        picked = [(n, w) for n, w in zip(self.names, self.weights) if w > 0]
+        if len(picked) == 1:
+            return picked[0][0]
+        return ",".join(f"{n}={w:.4g}" for n, w in picked)
+
+
+def parse_style(style: StyleSpec, names: Sequence[str]) -> Blend:
+    """What the user gave (a name, an index, a mapping, the command line's string) as a
+    :class:`Blend` of ``names``; :class:`StyleError` for one that cannot be used."""
+    return Blend(tuple(names), tuple(blend_weights(style, names)))
 
 
 def _known(names: Sequence[str]) -> str:
@@ -75,6 +101,11 @@ def _index(key: str | int, names: Sequence[str]) -> int:
 def blend_weights(style: StyleSpec, names: Sequence[str], *, strength: float = 1.0) -> list[float]:
     """Non-negative weights, one per name, summing to 1; with ``strength`` < 1 blended towards
     the identity row (:func:`check_strength`)."""
+    if isinstance(style, Blend):
+        if style.names != tuple(names):
+            raise StyleError(f"this blend was made for other styles ({', '.join(style.names)}); {_known(names)}")
+        weights = list(style.weights)
+        return weights if strength == 1.0 else with_strength(weights, strength, names)
     if isinstance(style, str) and ("=" in style or "," in style):
         style = parse_style_string(style)
     if isinstance(style, (str, int)):
