@@ -15,7 +15,10 @@ earlier layers rather than storing their full-resolution activations), so memory
 bounded by the tile size plus a few whole low-resolution tensors. The price is extra
 compute: about 1.8x the convolution work of one untiled pass.
 
-Only the network's structure is known here; nothing of files, training or Lightning.
+The network is not restated here: the chains walk :meth:`StyleTransformer.stages`, each window
+is the layer's own :meth:`~cin_style.network.transformer.ConvCIN.convolve_window` and each norm
+its own ``normalize``; this module adds only the tiles and the statistics gathered over them.
+Nothing of files, training or Lightning.
 """
 
 from __future__ import annotations
@@ -29,19 +32,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from cin_style.network.fastconv import conv2d
-from cin_style.network.transformer import Activation, ConvCIN, Stage, StyleTransformer, resize_style_map
-from cin_style.network.phase import phase_conv3x3, replicate_pad
+from cin_style.network.transformer import Activation, ConvCIN, Region, Stage, StyleTransformer, resize_style_map
 
 __all__ = ["MIN_TILE", "stylize_tiled", "tile_passes"]
 
 #: The smallest tile side (input pixels): below it the halos dwarf the tiles.
 MIN_TILE = 32
-
-Region = tuple[int, int, int, int]  # rows [r0, r1), columns [c0, c1)
 
 
 @dataclass
@@ -122,50 +120,10 @@ class _Chain:
         return self.post(i - 1, region)
 
     def pre(self, i: int, region: Region) -> Tensor:
-        """Layer ``i``'s convolution output (before its norm) over ``region``."""
+        """Layer ``i``'s convolution output (before its norm) over ``region``: the layer's own
+        window of its convolution (:meth:`ConvCIN.convolve_window`), reading its input from the chain."""
         step = self.steps[i]
-        if step.layer.phased:
-            return self._pre_phased(i, region)
-        conv = step.layer.conv
-        k, s = conv.kernel_size[0], conv.stride[0]
-        p = k // 2
-        up = 2 if step.layer.upsample else 1
-        r0, r1, c0, c1 = region
-        # The padded, (upsampled) input rows/columns this output region reads, in unpadded coordinates.
-        need = [(r0 * s - p, (r1 - 1) * s + k - p), (c0 * s - p, (c1 - 1) * s + k - p)]
-        limits = [n * up for n in step.in_size]
-        clipped = [(max(0, a), min(n, b)) for (a, b), n in zip(need, limits)]
-        pads = [(lo - a, b - hi) for (a, b), (lo, hi) in zip(need, clipped)]
-        (u0, u1), (v0, v1) = clipped
-        if up == 1:
-            x = self._input(i, (u0, u1, v0, v1))
-        else:
-            x = self._input(i, (u0 // 2, (u1 - 1) // 2 + 1, v0 // 2, (v1 - 1) // 2 + 1))
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-            x = x[..., u0 - 2 * (u0 // 2) :, v0 - 2 * (v0 // 2) :][..., : u1 - u0, : v1 - v0]
-        (top, bottom), (left, right) = pads
-        if top or bottom or left or right:
-            # Reflection happens only where the window meets the image border, exactly as in
-            # the whole-image forward pass; inside the image the neighbours are real pixels.
-            x = F.pad(x, (left, right, top, bottom), mode="reflect")
-        return conv2d(x, conv.weight, stride=s)
-
-    def _pre_phased(self, i: int, region: Region) -> Tensor:
-        """:meth:`pre` for an upsampling layer computed at the input's resolution (:func:`phase_conv3x3`).
-
-        The output rows [r0, r1) come from input rows [r0 // 2, (r1 - 1) // 2] and one more on
-        either side; at the image border that neighbour is the edge pixel repeated, as the
-        whole-image pass pads it.
-        """
-        r0, r1, c0, c1 = region
-        h, w = self.steps[i].in_size
-        a0, a1, b0, b1 = r0 // 2, (r1 - 1) // 2 + 1, c0 // 2, (c1 - 1) // 2 + 1
-        x = self._input(i, (max(0, a0 - 1), min(h, a1 + 1), max(0, b0 - 1), min(w, b1 + 1)))
-        pads = (int(b0 == 0), int(b1 == w), int(a0 == 0), int(a1 == h))
-        if any(pads):
-            x = replicate_pad(x, pads)
-        y = phase_conv3x3(x, self.steps[i].layer.conv.weight)
-        return y[..., r0 - 2 * a0 : r1 - 2 * a0, c0 - 2 * b0 : c1 - 2 * b0]
+        return step.layer.convolve_window(lambda window: self._input(i, window), region, step.in_size)
 
     def post(self, i: int, region: Region) -> Tensor:
         """Layer ``i``'s output after its norm (with whole-image statistics) and activation."""

@@ -20,7 +20,10 @@ from torch import Tensor, nn
 
 from cin_style.network.fastconv import conv2d, eager_inference
 from cin_style.network.padding import centred_pad, padded_size
-from cin_style.network.phase import upsample_conv3x3
+from cin_style.network.phase import phase_conv3x3, replicate_pad, upsample_conv3x3
+
+#: A window of a feature map: rows [r0, r1) and columns [c0, c1).
+Region = tuple[int, int, int, int]
 
 __all__ = [
     "ConditionalInstanceNorm2d",
@@ -203,6 +206,44 @@ class ConvCIN(nn.Module):
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
         return conv2d(self.pad(x), self.conv.weight, stride=self.conv.stride[0])
+
+    def convolve_window(self, read: Callable[[Region], Tensor], region: Region, in_size: tuple[int, int]) -> Tensor:
+        """:meth:`convolve` over one window of its output, ``region`` = (r0, r1, c0, c1): rows
+        [r0, r1) and columns [c0, c1), from an input of ``in_size`` of which it reads only the
+        window it needs, through ``read(window)`` (input coordinates, inside the input).
+
+        Equals ``convolve(x)[..., r0:r1, c0:c1]`` up to rounding: inside the image the window's
+        neighbours are real pixels, and the reflection (or, for the phased upsampling, the edge
+        repeated) applies only where the window meets the image border, exactly as in the whole
+        pass. The exact tiles of :mod:`cin_style.network.tiling` are built on it.
+        """
+        r0, r1, c0, c1 = region
+        if self.phased:
+            # Output rows [r0, r1) come from input rows [r0 // 2, (r1 - 1) // 2] and one more on either side.
+            h, w = in_size
+            a0, a1, b0, b1 = r0 // 2, (r1 - 1) // 2 + 1, c0 // 2, (c1 - 1) // 2 + 1
+            x = read((max(0, a0 - 1), min(h, a1 + 1), max(0, b0 - 1), min(w, b1 + 1)))
+            pads = (int(b0 == 0), int(b1 == w), int(a0 == 0), int(a1 == h))
+            if any(pads):
+                x = replicate_pad(x, pads)
+            y = phase_conv3x3(x, self.conv.weight)
+            return y[..., r0 - 2 * a0 : r1 - 2 * a0, c0 - 2 * b0 : c1 - 2 * b0]
+        k, s = self.conv.kernel_size[0], self.conv.stride[0]
+        p = k // 2
+        up = 2 if self.upsample else 1
+        # The padded, (upsampled) input rows/columns this output window reads, in unpadded coordinates.
+        need = [(r0 * s - p, (r1 - 1) * s + k - p), (c0 * s - p, (c1 - 1) * s + k - p)]
+        clipped = [(max(0, a), min(n * up, b)) for (a, b), n in zip(need, in_size)]
+        (top, bottom), (left, right) = [(lo - a, b - hi) for (a, b), (lo, hi) in zip(need, clipped)]
+        (u0, u1), (v0, v1) = clipped
+        if up == 1:
+            x = read((u0, u1, v0, v1))
+        else:
+            x = F.interpolate(read((u0 // 2, (u1 - 1) // 2 + 1, v0 // 2, (v1 - 1) // 2 + 1)), scale_factor=2, mode="nearest")
+            x = x[..., u0 - 2 * (u0 // 2) :, v0 - 2 * (v0 // 2) :][..., : u1 - u0, : v1 - v0]
+        if top or bottom or left or right:
+            x = F.pad(x, (left, right, top, bottom), mode="reflect")
+        return conv2d(x, self.conv.weight, stride=s)
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """The (H, W) this layer makes of an input of ``size``."""
