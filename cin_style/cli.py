@@ -104,8 +104,7 @@ def _styles(args) -> int:
 
 
 def _stylize(args) -> int:
-    from cin_style.io.files import check_output
-    from cin_style.io.images import OUTPUT_FORMATS, collect_images
+    from cin_style.io.images import plan_outputs
     from cin_style.inference.regions import masks_from_options
 
     masks = masks_from_options(args.mask or (), args.labels, args.label or ())
@@ -120,11 +119,7 @@ def _stylize(args) -> int:
         raise CommandError("give one or more photos or folders to stylize (or --demo)")
     if not args.all_styles and args.style is None and masks is None and args.style_image is None:
         raise CommandError("give a style with -s/--style NAME or a blend like -s 'a=0.7,b=0.3', masks with --mask STYLE=FILE, or --all-styles")
-    output = Path(args.output)
-    pairs = collect_images(args.inputs)
-    # Several inputs, a folder, or an existing folder as the output (like cp) mean folder mode.
-    folder_mode = len(pairs) != 1 or any(Path(p).is_dir() for p in args.inputs) or output.is_dir()
-    check_output(output, folder=folder_mode, suffixes=OUTPUT_FORMATS)
+    pairs, folder_mode = plan_outputs(args.inputs, args.output)
     if args.style_image is not None and args.model is not None and Path(args.model).suffix.lower() == ".onnx":
         raise CommandError("--style-image fits a new style in PyTorch: give the .safetensors model, not the ONNX file")
     model = _load_model(args, onnx=args.style_image is None)
@@ -142,16 +137,15 @@ def _stylize(args) -> int:
         model.check_style(style, strength=args.strength, masks=masks)
         model.check_refine(args.refine, style, style_images=args.style_images, strength=args.strength, masks=masks)
     if not folder_mode:
-        model.stylize_file(pairs[0][0], output, style, sheet=args.all_styles, masks=masks, **options, progress=True)
-        print(f"wrote {output}")
+        model.stylize_file(*pairs[0], style, sheet=args.all_styles, masks=masks, **options, progress=True)
+        print(f"wrote {args.output}")
         return 0
     if args.all_styles and args.devices != 1:
         raise CommandError("--all-styles runs on one device; drop --devices")
-    targets = [(src, output / rel) for src, rel in pairs]
-    failures = model.stylize_files(targets, style, devices=args.devices, sheet=args.all_styles, masks=masks, **options)
+    failures = model.stylize_files(pairs, style, devices=args.devices, sheet=args.all_styles, masks=masks, **options)
     if failures is None:
         return 0  # another process of a multi-device run: the first one reports for all
-    print(f"wrote {len(pairs) - len(failures)} of {len(pairs)} images to {output}" + (f" on {args.devices} devices" if args.devices != 1 else ""))
+    print(f"wrote {len(pairs) - len(failures)} of {len(pairs)} images to {args.output}" + (f" on {args.devices} devices" if args.devices != 1 else ""))
     if failures:
         print(f"{len(failures)} failed:\n" + "\n".join(f"  {line}" for line in failures), file=sys.stderr)
         return EXIT_USAGE
@@ -179,16 +173,9 @@ def _fit_style(model, painting: str, args) -> str:
     settings = FitSettings(**({"steps": steps} if steps else {}))
     print(f"{painting}: nearest blend of the model's styles: " + ", ".join(f"{k}={v:g}" for k, v in model.nearest_blend(painting).items()))
     start = time.perf_counter()
-    photos = None
-    if getattr(args, "photos", None):
-        from cin_style.io.images import find_images
-
-        photos = find_images(args.photos)
-        if not photos:
-            raise CommandError(f"{args.photos}: no photos to fit the style on")
     name = model.add_style(
         painting, name=getattr(args, "name", None), title=getattr(args, "title", None), artist=getattr(args, "artist", None),
-        replace=getattr(args, "replace", False), photos=photos, settings=settings, progress=True,
+        replace=getattr(args, "replace", False), photos=getattr(args, "photos", None), settings=settings, progress=True,
     )  # fmt: skip
     print(f"style {name}: fitted in {time.perf_counter() - start:.0f} s (only its gamma/beta row; every other row and convolution as it was)")
     return name

@@ -275,7 +275,7 @@ class StyleModel(Stylizer):
         name: str | None = None,
         title: str | None = None,
         artist: str | None = None,
-        photos: Sequence[str | os.PathLike | Image.Image] | None = None,
+        photos: str | os.PathLike | Sequence[str | os.PathLike | Image.Image] | None = None,
         replace: bool = False,
         settings: Any = None,
         cache: bool = True,
@@ -287,8 +287,8 @@ class StyleModel(Stylizer):
         Only a new gamma/beta row is fitted, with the model's own training loss (Dumoulin et al.
         2017, §3.4; :mod:`cin_style.inference.new_style`): every old row and every convolution stays
         bit-identical, and the new style blends with the others like any row. It starts from the
-        nearest blend of the existing styles (:meth:`nearest_blend`) and fits on ``photos`` (default:
-        the photos bundled with the package) with ``settings`` (a
+        nearest blend of the existing styles (:meth:`nearest_blend`) and fits on ``photos`` (images,
+        or a folder of them; default: the photos bundled with the package) with ``settings`` (a
         :class:`~cin_style.inference.new_style.FitSettings`; the defaults take about a minute on a
         2-core CPU). With ``cache`` the fitted row is kept in the user cache, keyed by the
         painting's pixels, the model's weights and the settings, so the same painting is instant
@@ -303,6 +303,12 @@ class StyleModel(Stylizer):
         from cin_style.io.export import weights_digest
 
         settings = settings if settings is not None else FitSettings()
+        if isinstance(photos, (str, os.PathLike)):  # a folder of photos
+            from cin_style.io.images import find_images
+
+            folder, photos = photos, find_images(photos)
+            if not photos:
+                raise ValueError(f"{folder}: no photos to fit the style on")
         source = None if isinstance(painting, Image.Image) else Path(painting)
         if name is None:
             if source is None:

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 if TYPE_CHECKING:  # PyTorch is imported where tensors are made: the ONNX path reads and writes images without it
     from torch import Tensor
 
-from cin_style.io.files import atomic_path
+from cin_style.io.files import atomic_path, check_output
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -40,6 +40,7 @@ __all__ = [
     "to_pil",
     "to_tensor",
     "to_uint8",
+    "plan_outputs",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -65,6 +66,17 @@ def collect_images(inputs: Sequence[str | os.PathLike]) -> list[tuple[Path, Path
         else:
             raise FileNotFoundError(f"{item}: no such file or folder")
     return pairs
+
+
+def plan_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike) -> tuple[list[tuple[Path, Path]], bool]:
+    """The (image file, output file) pairs for writing ``inputs`` (files and folders) to ``output``,
+    and whether that is folder mode: several inputs, a folder among them, or an existing folder
+    as the output (as ``cp`` decides). The output is checked before any work (a folder, or a
+    file name with an image suffix, in a writable place)."""
+    pairs, output = collect_images(inputs), Path(output)
+    folder = len(pairs) != 1 or any(Path(p).is_dir() for p in inputs) or output.is_dir()
+    check_output(output, folder=folder, suffixes=OUTPUT_FORMATS)
+    return ([(src, output / rel) for src, rel in pairs] if folder else [(pairs[0][0], output)]), folder
 
 
 #: Images with more pixels than this are refused before decoding (a small file can claim
