@@ -108,3 +108,14 @@ def test_the_stroke_benchmarks_edge_figure_by_hand():
     assert 0.2 < edge_correlation(blurred, photo) < 0.9
     noise = Image.fromarray((rng.random((192, 256, 3)) * 255).astype(np.uint8))
     assert abs(edge_correlation(noise, photo)) < 0.1 and edge_correlation(photo, noise) == pytest.approx(edge_correlation(noise, photo))
+
+
+def test_both_paths_parse_the_style_once_on_their_way_to_the_cin_layer():
+    """The traced walk of issue 34: `cin-style stylize -s NAME` and the app's slider each turn the
+    user's style into weights once, at the edge, and reach ConditionalInstanceNorm2d."""
+    from benchmarks.walkthrough import walk
+
+    for path, r in walk().items():
+        assert r["sequence"][-1] == "network/transformer.py", path  # it got to the CIN layer
+        assert r["parse_style_string"] + r["blend_weights on a name or mapping"] == 1, (path, r)
+        assert "network/styles.py" in r["files"] and "inference/engines.py" in r["files"]
