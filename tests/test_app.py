@@ -63,7 +63,7 @@ def test_the_picks_are_parsed_once_into_a_blend_whose_string_is_the_command_line
     blend = style_blend(model, ["hokusai_great_wave", "durer_lion", None, None], [0.7, 0.3, 1.0, 0.0])
     assert isinstance(blend, Blend) and str(blend) == "hokusai_great_wave=0.7,durer_lion=0.3"
     assert model.blend(blend) == pytest.approx(model.blend({"hokusai_great_wave": 0.7, "durer_lion": 0.3}))
-    assert str(style_blend(model, ["durer_lion", "durer_lion", "van_gogh_starry_night", None], [0.25, 0.25, 0, 1])) == "durer_lion"  # picked twice: added up
+    assert str(style_blend(model, ["durer_lion", "durer_lion", "van_gogh_starry_night", None], [0.25, 0.25, 0, 1])) == "durer_lion=0.5"  # picked twice: added up
     with pytest.raises(StyleError, match="at least one style"):
         style_blend(model, [None, "durer_lion"], [1.0, 0.0])
 

@@ -173,7 +173,7 @@ def test_a_style_is_parsed_once_and_the_blend_flows_down_unparsed(model_file, ph
 
     model = StyleModel.load(model_file, device="cpu", engine="torch")
     blend = model.parse_style("stars=0.7,wave=0.3")
-    assert blend.weights == pytest.approx((0.3, 0.7, 0.0)) and str(blend) == "wave=0.3,stars=0.7"
+    assert blend.weights == pytest.approx((0.3, 0.7, 0.0)) and str(blend) == "stars=0.7,wave=0.3"
     expected = np.asarray(model.stylize(photo, "stars=0.7,wave=0.3", strength=1.0))
 
     def no_parsing(text):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
@@ -44,9 +44,14 @@ class Blend:
 
     names: tuple[str, ...]
     weights: tuple[float, ...]
+    #: What the user gave, in the command line's form (weights as given, not normalized).
+    given: str | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
-        """The command line's form: ``"a=0.7,b=0.3"``, or the bare name of a single style."""
+        """The command line's form: what the user gave (``"a=1,b=0.6"``) where known, else the
+        normalized weights (``"a=0.625,b=0.375"``), or the bare name of a single style."""
+        if self.given:
+            return self.given
         picked = [(n, w) for n, w in zip(self.names, self.weights) if w > 0]
         if len(picked) == 1:
             return picked[0][0]
@@ -56,7 +61,11 @@ class Blend:
 def parse_style(style: StyleSpec, names: Sequence[str]) -> Blend:
     """What the user gave (a name, an index, a mapping, the command line's string) as a
     :class:`Blend` of ``names``; :class:`StyleError` for one that cannot be used."""
-    return Blend(tuple(names), tuple(blend_weights(style, names)))
+    weights = tuple(blend_weights(style, names))
+    if isinstance(style, Blend):
+        return style
+    given = style if isinstance(style, str) else ",".join(f"{k}={float(v):g}" for k, v in style.items() if float(v) > 0) if isinstance(style, Mapping) else None
+    return Blend(tuple(names), weights, given)
 
 
 def _known(names: Sequence[str]) -> str:
