@@ -52,6 +52,11 @@ class Engine:
     def __call__(self, images: Tensor, weights: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def on(self, transformer: StyleTransformer) -> Engine | None:
+        """The same engine, with the same settings, on another network (a style added); None
+        where it cannot be (an exported graph holds the old weights)."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
@@ -69,6 +74,9 @@ class TorchEngine(Engine):
         with fastconv.direct(self.direct):
             return self.transformer(images, weights)
 
+    def on(self, transformer: StyleTransformer) -> Engine:
+        return TorchEngine(transformer, direct=self.direct)
+
 
 class Bf16Engine(Engine):
     """The PyTorch network under bfloat16 autocast on a CPU (oneDNN's AMX or AVX-512 BF16
@@ -85,6 +93,9 @@ class Bf16Engine(Engine):
         with fastconv.direct(), torch.autocast("cpu", dtype=torch.bfloat16):
             return self.transformer(images, weights).float()
 
+    def on(self, transformer: StyleTransformer) -> Engine:
+        return Bf16Engine(transformer)
+
 
 class CompiledEngine(Engine):
     """A compiled, bfloat16, channels-last copy of the network (:class:`CompiledTransformer`):
@@ -93,11 +104,16 @@ class CompiledEngine(Engine):
     name = "compiled"
     fixed_batch = True
 
-    def __init__(self, compiled: CompiledTransformer) -> None:
-        self.compiled = compiled
+    def __init__(self, transformer: StyleTransformer, **options) -> None:
+        #: :class:`CompiledTransformer`'s settings (dtype, channels_last, compile, mode), kept for :meth:`on`.
+        self.options = options
+        self.compiled = CompiledTransformer(transformer, **options)
 
     def __call__(self, images: Tensor, weights: Tensor) -> Tensor:
         return self.compiled(images, weights)
+
+    def on(self, transformer: StyleTransformer) -> Engine:
+        return CompiledEngine(transformer, **self.options)
 
 
 class OnnxEngine(Engine):
@@ -111,6 +127,9 @@ class OnnxEngine(Engine):
     def __call__(self, images: Tensor, weights: Tensor) -> Tensor:
         out = self.runtime.run(images.detach().cpu().float().contiguous().numpy(), weights.detach().cpu().float().contiguous().numpy())
         return torch.from_numpy(out).to(images.device)
+
+    def on(self, transformer: StyleTransformer) -> None:
+        return None
 
 
 def _onnx_twin(source: Path, transformer: StyleTransformer, styles: Sequence[str], *, required: bool) -> OnnxStyleModel | None:
@@ -169,7 +188,7 @@ def choose_engine(
     if name == "bf16":
         return Bf16Engine(transformer)
     if name == "compiled":
-        return CompiledEngine(CompiledTransformer(transformer))
+        return CompiledEngine(transformer)
     if source is None:
         raise ModelFileError("the onnx engine runs the graph exported beside a model file: load the model from its file")
     return OnnxEngine(_onnx_twin(Path(source), transformer, styles, required=True))

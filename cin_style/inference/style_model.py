@@ -23,7 +23,6 @@ from cin_style.inference.color import preserve_color as _preserve_color
 from cin_style.network import fastconv
 from cin_style.network.devices import default_device
 from cin_style.inference.memory import keep_freed_memory
-from cin_style.network.fast import CompiledTransformer
 from cin_style.inference.masks import MaskSource, check_mask_styles, mask_weights, stylize_regions
 from cin_style.network.styles import IDENTITY, StyleError, StyleSpec, check_strength, with_strength
 from cin_style.network.tiling import MIN_TILE, stylize_tiled, tile_passes
@@ -184,7 +183,7 @@ class StyleModel(Stylizer):
         or blend, reuses that graph. Tiled work, per-pixel masks and out-of-memory fall-backs keep
         the plain float32 network. Returns ``self``.
         """
-        self.engine = CompiledEngine(CompiledTransformer(self.transformer, dtype=dtype, channels_last=channels_last, compile=compile, mode=mode))
+        self.engine = CompiledEngine(self.transformer, dtype=dtype, channels_last=channels_last, compile=compile, mode=mode)
         return self
 
     def weights(self, style: StyleSpec, *, strength: float = 1.0) -> Tensor:
@@ -365,10 +364,9 @@ class StyleModel(Stylizer):
             for key, value in row.items():
                 tables[key][index] = value.to(tables[key])
         self.transformer = transformer.eval()
-        # The engine is rebuilt on the new network; an ONNX graph holds the old rows, so its place
-        # goes to what "auto" picks without a graph.
-        name = "auto" if self.engine.name == "onnx" else self.engine.name
-        self.engine = choose_engine(name, self.transformer, styles=self.styles, device=self.device)
+        # The same engine, with its settings, on the new network; an ONNX graph holds the old rows,
+        # so its place goes to what "auto" picks without a graph.
+        self.engine = self.engine.on(self.transformer) or choose_engine("auto", self.transformer, styles=self.styles, device=self.device)
         self._signature = None
 
     def _refiner(self, style: StyleSpec, steps: int, style_images: str | os.PathLike, *, progress: bool = False) -> Callable[[Tensor, Tensor], Tensor]:

@@ -61,9 +61,10 @@ class Blend:
 def parse_style(style: StyleSpec, names: Sequence[str]) -> Blend:
     """What the user gave (a name, an index, a mapping, the command line's string) as a
     :class:`Blend` of ``names``; :class:`StyleError` for one that cannot be used."""
-    weights = tuple(blend_weights(style, names))
     if isinstance(style, Blend):
+        blend_weights(style, names)  # made for these names, or a StyleError
         return style
+    weights = tuple(blend_weights(style, names))
     given = style if isinstance(style, str) else ",".join(f"{k}={float(v):g}" for k, v in style.items() if float(v) > 0) if isinstance(style, Mapping) else None
     return Blend(tuple(names), weights, given)
 
