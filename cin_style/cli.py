@@ -88,12 +88,10 @@ def _stroke(text: str) -> float | str:
 
 
 def _export(args) -> int:
-    from cin_style.io.modelfile import credits_from_manifest, read_model, write_model
+    from cin_style.io.modelfile import convert_model
 
-    loaded = read_model(args.checkpoint)
-    credits = credits_from_manifest(args.credits, loaded.styles, loaded.training) if args.credits else loaded.credits
-    out = write_model(args.output, loaded.transformer, loaded.styles, training=loaded.training, credits=credits, half=args.half)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {len(loaded.styles)} styles)")
+    loaded = convert_model(args.checkpoint, args.output, credits=args.credits, half=args.half)
+    print(f"wrote {args.output} ({Path(args.output).stat().st_size / 1e6:.1f} MB, {len(loaded.styles)} styles)")
     return 0
 
 
@@ -104,8 +102,8 @@ def _styles(args) -> int:
 
 
 def _stylize(args) -> int:
-    from cin_style.io.images import plan_outputs
     from cin_style.inference.regions import masks_from_options
+    from cin_style.io.images import plan_outputs
 
     masks = masks_from_options(args.mask or (), args.labels, args.label or ())
     if args.demo:
@@ -120,36 +118,27 @@ def _stylize(args) -> int:
     if not args.all_styles and args.style is None and masks is None and args.style_image is None:
         raise CommandError("give a style with -s/--style NAME or a blend like -s 'a=0.7,b=0.3', masks with --mask STYLE=FILE, or --all-styles")
     pairs, folder_mode = plan_outputs(args.inputs, args.output)
-    if args.style_image is not None and args.model is not None and Path(args.model).suffix.lower() == ".onnx":
+    if args.style_image is not None and str(args.model).lower().endswith(".onnx"):
         raise CommandError("--style-image fits a new style in PyTorch: give the .safetensors model, not the ONNX file")
-    model = _load_model(args, onnx=args.style_image is None)
+    model = _load_model(args, onnx=True)
     if args.style_image is not None:  # fitted once, then from the user cache (StyleModel.add_style)
-        name = _fit_style(model, args.style_image, args)
-        args.style = args.style if args.style is not None else name
-    # The style is parsed here, once (a bad one is reported before any image is read); what goes
-    # down is the parsed Blend, which no layer below parses again.
+        args.style = args.style if args.style is not None else _fit_style(model, args.style_image, args)
+    # The style is parsed here, once; what goes down is the parsed Blend, which no layer below parses again.
     style = model.parse_style(args.style) if args.style is not None and not args.all_styles else None
     options = {k: getattr(args, k) for k in ("strength", "feather", "preserve_color", "stroke", "refine", "style_images", "max_pixels", "quality", "size", "tile")}
-    model.check_stroke(args.stroke)  # a stroke too large for the network, before any image is read
-    if args.all_styles and args.refine:
-        raise CommandError("--refine paints one style; drop --all-styles")
-    if not args.all_styles:  # a bad mask style, strength or refinement is reported before any image is read
-        model.check_style(style, strength=args.strength, masks=masks)
-        model.check_refine(args.refine, style, style_images=args.style_images, strength=args.strength, masks=masks)
+    options.update(sheet=args.all_styles, masks=masks)
+    model.check_request(style, devices=args.devices, **options)  # a bad style, stroke or refinement before any image is read
     if not folder_mode:
-        model.stylize_file(*pairs[0], style, sheet=args.all_styles, masks=masks, **options, progress=True)
+        model.stylize_file(*pairs[0], style, **options, progress=True)
         print(f"wrote {args.output}")
         return 0
-    if args.all_styles and args.devices != 1:
-        raise CommandError("--all-styles runs on one device; drop --devices")
-    failures = model.stylize_files(pairs, style, devices=args.devices, sheet=args.all_styles, masks=masks, **options)
+    failures = model.stylize_files(pairs, style, devices=args.devices, **options)
     if failures is None:
         return 0  # another process of a multi-device run: the first one reports for all
     print(f"wrote {len(pairs) - len(failures)} of {len(pairs)} images to {args.output}" + (f" on {args.devices} devices" if args.devices != 1 else ""))
     if failures:
         print(f"{len(failures)} failed:\n" + "\n".join(f"  {line}" for line in failures), file=sys.stderr)
-        return EXIT_USAGE
-    return 0
+    return EXIT_USAGE if failures else 0
 
 
 def _add_style(args) -> int:
@@ -164,20 +153,17 @@ def _add_style(args) -> int:
 
 
 def _fit_style(model, painting: str, args) -> str:
-    """Add ``painting`` to ``model`` as add-style and stylize --style-image do, saying what happens."""
-    import time
+    """Add ``painting`` to ``model`` (add-style, stylize --style-image), saying what happens."""
+    from time import perf_counter
 
     from cin_style.inference.new_style import FitSettings
 
     steps = getattr(args, "steps", None) or getattr(args, "fit_steps", None)
-    settings = FitSettings(**({"steps": steps} if steps else {}))
     print(f"{painting}: nearest blend of the model's styles: " + ", ".join(f"{k}={v:g}" for k, v in model.nearest_blend(painting).items()))
-    start = time.perf_counter()
-    name = model.add_style(
-        painting, name=getattr(args, "name", None), title=getattr(args, "title", None), artist=getattr(args, "artist", None),
-        replace=getattr(args, "replace", False), photos=getattr(args, "photos", None), settings=settings, progress=True,
-    )  # fmt: skip
-    print(f"style {name}: fitted in {time.perf_counter() - start:.0f} s (only its gamma/beta row; every other row and convolution as it was)")
+    given = {k: getattr(args, k, None) for k in ("name", "title", "artist", "photos")}  # stylize --style-image has none of them
+    start = perf_counter()
+    name = model.add_style(painting, **given, replace=getattr(args, "replace", False), settings=FitSettings(**({"steps": steps} if steps else {})))
+    print(f"style {name}: fitted in {perf_counter() - start:.0f} s (only its gamma/beta row; every other row and convolution as it was)")
     return name
 
 
@@ -197,8 +183,7 @@ def _video(args) -> int:
     from cin_style.inference.video import stylize_video
 
     model = _load_model(args)
-    if args.compile:
-        model.accelerate()
+    model = model.accelerate() if args.compile else model
     style, to_style = (model.parse_style(s) if s is not None else None for s in (args.style, args.to_style))  # parsed once, here
     stats = stylize_video(model, args.input, args.output, style, to_style=to_style, batch_size=args.batch_size, phases=args.steady, stroke=args.stroke)
     print(f"wrote {args.output}: {stats.frames} frames at {stats.width}x{stats.height}, {float(stats.rate):.3g} fps; stylized at {stats.fps:.1f} frames/s on {model.device}")
@@ -220,13 +205,13 @@ def _optimize(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from cin_style.quality.evaluate import OptimizedCache, evaluate_folder, markdown_table, write_report
     from cin_style.io.files import check_output
+    from cin_style.quality.evaluate import OptimizedCache, evaluate_folder, markdown_table, write_report
 
     if args.json is not None:
         check_output(args.json, folder=False, suffixes={".json"})
-    # The network as trained, in exact float32, whichever engine is fastest on this machine: the
-    # gates' figures must not depend on whether the CPU has bfloat16 (cin_style.inference.style_model.ENGINES).
+    # The network as trained, in exact float32: the gates' figures must not depend on whether the
+    # CPU has bfloat16 (cin_style.inference.engines).
     model = _load_model(args, engine="torch")
     options = {k: getattr(args, k) for k in ("limit", "size", "style_size", "batch_size", "optimize_steps", "optimize_photos")}
     cache = OptimizedCache(args.optimize_cache, recompute=args.recompute) if args.optimize_steps else None

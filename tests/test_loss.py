@@ -14,6 +14,19 @@ def test_gram_matches_hand_computation():
     assert torch.equal(gram_matrix(f), expected)
 
 
+def test_gram_stays_float32_under_bfloat16_autocast():
+    """bf16-mixed training and the bf16 fit of a new style run the loss under autocast; the Gram
+    matrix is a sum over H·W products and must not be rounded to bfloat16 (it was: 4e-3 off here)."""
+    torch.manual_seed(0)
+    features = torch.randn(2, 64, 64, 64)
+    f = features.double().reshape(2, 64, -1)
+    by_hand = (f @ f.transpose(1, 2) / 4096).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gram = gram_matrix(features)
+    assert gram.dtype == torch.float32
+    torch.testing.assert_close(gram, by_hand, rtol=1e-5, atol=1e-5)
+
+
 def test_gram_is_independent_of_image_size_for_a_tiled_pattern():
     f = torch.randn(1, 4, 3, 5)
     assert torch.allclose(gram_matrix(f), gram_matrix(f.repeat(1, 1, 2, 3)), atol=1e-5)

@@ -1,5 +1,6 @@
 """Any painting as a new style: the fitted row, what stays bit-identical, the cache, files and bad input."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,21 @@ def test_the_cache_returns_the_same_row_without_fitting_again(small_model, monke
     # Other settings are another entry: they fit again.
     with pytest.raises(pytest.fail.Exception, match="fitted again"):
         StyleModel.load(small_model, device="cpu", engine="torch").add_style(PAINTING, settings=FitSettings(steps=3, batch=2, crop=64, photo_size=96), progress=False)
+
+
+def test_a_freshly_loaded_model_previews_from_its_cached_signature(small_model, monkeypatch):
+    """The rows' Gram matrices on the preview's crops (the model's signature) are computed once per
+    model and kept in the user cache: a second load previews without painting every row again,
+    and gives the same blend; another network is another entry."""
+    import cin_style.inference.new_style as new_style
+
+    first = StyleModel.load(small_model, device="cpu", engine="torch").nearest_blend(PAINTING)
+    assert len(list((Path(os.environ["CIN_STYLE_CACHE"]) / "signatures").glob("*.safetensors"))) == 1
+    monkeypatch.setattr(new_style, "row_grams", lambda *a, **k: pytest.fail("painted every row again instead of reading the cache"))
+    assert StyleModel.load(small_model, device="cpu", engine="torch").nearest_blend(PAINTING) == first
+    other = write_model(small_model.with_name("other.safetensors"), random_style_net(3, width=0.25, seed=2), ["wave", "stars", "identity"], training={"style_size": 128, "image_size": 128})
+    with pytest.raises(pytest.fail.Exception, match="painted every row again"):
+        StyleModel.load(other, device="cpu", engine="torch").nearest_blend(PAINTING)
 
 
 def test_the_new_row_survives_save_load_and_onnx_export(small_model, tmp_path):
@@ -195,3 +211,14 @@ def test_bad_input_is_one_line_exit_2_no_output_and_the_model_untouched(small_mo
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, (message, done.stderr)
         assert not out.exists()
     assert small_model.read_bytes() == base_bytes
+
+
+def test_the_fit_precision_is_checked_and_resolved():
+    from cin_style.network.fastconv import native_bf16
+
+    cpu = torch.device("cpu")
+    assert not FitSettings().bf16(cpu)  # the measured default: float32
+    assert FitSettings(precision="bf16-mixed").bf16(cpu) and not FitSettings(precision="32-true").bf16(cpu)
+    assert FitSettings(precision="auto").bf16(cpu) == native_bf16()
+    with pytest.raises(ValueError, match="precision"):
+        FitSettings(precision="fp8")

@@ -66,6 +66,7 @@ def test_cli_refuses_bad_refinements_in_one_line(data_root, tmp_path):
         (["--refine", "2.5", *styles], "not a whole number"),
         (["--refine", "3"], "--style-images"),
         (["--refine", "3", "-m", str(BUNDLED.with_suffix(".onnx")), *styles], "PyTorch"),
+        (["--refine", "3", "--all-styles", *styles], "contact sheet"),
     ]
     for extra, words in cases:
         run = subprocess.run([CLI, "stylize", str(photo), "-s", STYLE, *extra, "-o", str(out)], capture_output=True, text=True)

@@ -272,6 +272,30 @@ def test_cli_errors_are_one_line_before_work(model_file, photo, tmp_path):
     assert done.returncode == 2 and "suffix" in done.stderr
 
 
+def test_a_folder_with_a_bad_request_fails_before_any_file_is_read(model_file, tmp_path, monkeypatch):
+    """stylize_files checks the whole request first (check_request): a bad style, stroke or
+    refinement is one error, not one failure line per photo after reading each of them."""
+    import cin_style.inference.stylizer as stylizer
+    from cin_style.inference.strokes import StrokeError
+
+    model = StyleModel.load(model_file, device="cpu", engine="torch")
+    read = []
+    monkeypatch.setattr(stylizer, "load_image", lambda *a, **k: read.append(a) or Image.new("RGB", (16, 16)))
+    pairs = [(tmp_path / f"{i}.png", tmp_path / "out" / f"{i}.png") for i in range(3)]
+    for style, options, error in [
+        ("nope", {}, StyleError),
+        ("wave", {"stroke": -1.0}, StrokeError),
+        ("wave", {"refine": 3}, ValueError),  # the refinement needs the paintings' folder
+        (None, {"sheet": True, "refine": 3}, StyleError),  # a contact sheet paints every style
+    ]:
+        with pytest.raises(error):
+            model.stylize_files(pairs, style, **options)
+        with pytest.raises(error):
+            model.stylize_file(*pairs[0], style, **options)
+    assert read == []
+    assert model.stylize_files(pairs, "wave") == [] and len(read) == 3
+
+
 # --- video ---------------------------------------------------------------------------------
 
 

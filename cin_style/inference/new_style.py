@@ -36,6 +36,7 @@ from torch import Tensor
 from cin_style.io.images import find_images, load_image
 from cin_style.io.paintings import fit_shorter, resize_shorter, trim_frame
 from cin_style.losses.perceptual import PerceptualLoss
+from cin_style.network.fastconv import native_bf16
 from cin_style.network.styles import IDENTITY
 from cin_style.network.transformer import StyleTransformer
 
@@ -52,6 +53,10 @@ class FitSettings:
 
     ``steps`` Adam steps of ``batch`` crops of ``crop`` px, cut from photos whose shorter side
     is ``photo_size`` px, at learning rate ``lr`` decaying along a half cosine to a tenth.
+    ``precision``: ``"32-true"`` (default: the setting the gates of ``docs/add_style.md`` were
+    measured with), ``"bf16-mixed"`` (bfloat16 autocast; the row itself and the Gram matrices
+    stay float32), or ``"auto"``: bfloat16 where the hardware multiplies it natively (a CPU with
+    AMX or AVX-512 BF16, a CUDA GPU that has it), as ``trainer.precision=auto`` does.
     """
 
     steps: int = 100
@@ -60,6 +65,7 @@ class FitSettings:
     photo_size: int = 256
     lr: float = 0.03
     seed: int = 0
+    precision: str = "32-true"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "crop", "photo_size"):
@@ -69,6 +75,16 @@ class FitSettings:
             raise ValueError(f"crop ({self.crop}) must not exceed photo_size ({self.photo_size})")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.precision not in ("auto", "bf16-mixed", "32-true"):
+            raise ValueError(f"precision must be auto, bf16-mixed or 32-true, got {self.precision!r}")
+
+    def bf16(self, device: torch.device) -> bool:
+        """Whether the fit runs under bfloat16 autocast on ``device``."""
+        if self.precision != "auto":
+            return self.precision == "bf16-mixed"
+        if device.type == "cuda":
+            return torch.cuda.is_bf16_supported()
+        return device.type == "cpu" and native_bf16()
 
     def record(self) -> dict:
         return asdict(self)
@@ -198,10 +214,12 @@ def fit_row(
         optimizer, lambda step: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, settings.steps) / settings.steps))
     )
     one = torch.ones(settings.batch, 1, device=device)
+    bf16 = settings.bf16(device)
     history: list[float] = []
     for step in range(1, settings.steps + 1):
         photos = draw().to(device)
-        terms = loss(single(photos, one), photos, style_grams=target)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            terms = loss(single(photos, one), photos, style_grams=target)
         total = terms.total.mean()
         optimizer.zero_grad(set_to_none=True)
         total.backward()

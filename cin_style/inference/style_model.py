@@ -86,23 +86,26 @@ def _is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
-def _row_cache(key: str, row: dict[str, Tensor] | None = None) -> dict[str, Tensor] | None:
-    """The user cache of fitted style rows (``<cache>/styles/KEY.safetensors``): with ``row``,
-    store it (atomically); without, the stored row or None."""
+def _user_cache(kind: str, key: str, tensors: dict[str, Tensor] | None = None) -> dict[str, Tensor] | None:
+    """The user cache of tensors (``<cache>/KIND/KEY.safetensors``: fitted style rows, models'
+    signatures): with ``tensors``, store them (atomically); without, the stored ones or None."""
     from safetensors.torch import load_file, save_file
 
     from cin_style.io.files import atomic_path
     from cin_style.losses.vgg import project_cache_dir
 
-    path = project_cache_dir() / "styles" / f"{key}.safetensors"
-    if row is None:
+    path = project_cache_dir() / kind / f"{key}.safetensors"
+    if tensors is None:
         try:
             return load_file(path) if path.is_file() else None
-        except Exception:  # a damaged cache entry is fitted again, not an error
+        except Exception:  # a damaged cache entry is computed again, not an error
             return None
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in row.items()}, str(tmp))
-    return row
+    try:
+        with atomic_path(path) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+    except OSError:  # a read-only or full cache costs the next call time, nothing else
+        pass
+    return tensors
 
 
 class StyleModel(Stylizer):
@@ -261,11 +264,29 @@ class StyleModel(Stylizer):
 
         with fastconv.direct(self.engine.direct):
             if self._signature is None or self._signature[0] != len(self.styles):
-                # Two fixed crops of the bundled photos, and what every row paints of them: computed once per model.
+                # Two fixed crops of the bundled photos, and what every row paints of them: computed
+                # once per model and kept in the user cache (keyed by the weights, the loss and the
+                # crops), so that a freshly loaded model previews a painting in about a second.
                 photos = fitting_crops(bundled_photos()[:2], FitSettings(batch=2), generator=torch.Generator().manual_seed(0))().to(self.device)
-                self._signature = (len(self.styles), photos, row_grams(self.transformer, self.styles, self.training_loss(), photos))
+                key = self._signature_key(photos)
+                rows = _user_cache("signatures", key)
+                if rows is None:
+                    rows = _user_cache("signatures", key, row_grams(self.transformer, self.styles, self.training_loss(), photos))
+                self._signature = (len(self.styles), photos, {k: v.to(self.device) for k, v in rows.items()})
             _, photos, rows = self._signature
             return nearest_blend(self.transformer, self.styles, grams, self.training_loss(), photos, rows=rows)
+
+    def _signature_key(self, photos: Tensor) -> str:
+        import hashlib
+        import json
+
+        from cin_style.io.export import weights_digest
+        from cin_style.losses.perceptual import LossConfig
+
+        digest = hashlib.sha256(weights_digest(self.transformer).encode())
+        digest.update(json.dumps(LossConfig.from_record(self.training).scoring_record(), sort_keys=True).encode())
+        digest.update(photos.detach().cpu().float().numpy().tobytes())
+        return digest.hexdigest()[:32]
 
     def add_style(
         self,
@@ -326,9 +347,9 @@ class StyleModel(Stylizer):
                 digest.update(g.detach().cpu().numpy().tobytes())
             for p in photos or []:
                 digest.update(str(p).encode() if not isinstance(p, Image.Image) else p.tobytes())
-            digest.update(weights_digest(self.transformer).encode() + settings.digest().encode())
+            digest.update(weights_digest(self.transformer).encode() + settings.digest().encode() + str(settings.bf16(self.device)).encode())
             key = digest.hexdigest()[:32]
-            row = _row_cache(key)
+            row = _user_cache("styles", key)
         if key is None or row is None:
             start, _ = self._nearest(grams)
             generator = torch.Generator().manual_seed(settings.seed)
@@ -340,9 +361,10 @@ class StyleModel(Stylizer):
                         progress=lambda step, loss: bar.update(1) or bar.set_postfix(loss=f"{loss:.3g}"),
                     )  # fmt: skip
             if key is not None:
-                _row_cache(key, row)
+                _user_cache("styles", key, row)
         self._put_row(name, row)
-        record = {"painting": source.name if source is not None else None, "fit": settings.record()}
+        fit = settings.record() | {"precision": "bf16-mixed" if settings.bf16(self.device) else "32-true"}  # what "auto" was here
+        record = {"painting": source.name if source is not None else None, "fit": fit}
         self.training.setdefault("added_styles", {})[name] = record
         if source is not None:
             self.training.setdefault("style_files", {})[name] = source.name
@@ -533,8 +555,8 @@ class StyleModel(Stylizer):
             return super().stylize_files(pairs, style, **options)
         from cin_style.inference.predict import stylize_files
 
-        if options.pop("sheet", False):
-            raise ValueError("contact sheets (all styles) are made on one device")
+        self.check_request(style, devices=devices, **options)  # before any process starts
+        options.pop("sheet", None)
         files = {k: options.pop(k) for k in ("quality", "max_pixels") if k in options}
         writer = stylize_files(self, pairs, style=style, options=options, devices=devices, **files)
         return writer.failure_lines if writer.is_global_zero else None

@@ -17,7 +17,7 @@ from PIL import Image
 
 from cin_style.io.images import DEFAULT_MAX_PIXELS, ImageLoadError, failure_line, limit_longer_side, load_image, save_image
 from cin_style.io.sheets import contact_sheet
-from cin_style.inference.strokes import check_stroke, reference_side, working_size
+from cin_style.inference.strokes import DEFAULT_STROKE, check_stroke, reference_side, working_size
 from cin_style.network.styles import IDENTITY, Blend, StyleError, StyleSpec, blend_weights, parse_style
 
 __all__ = ["ENGINES", "Stylizer"]
@@ -127,6 +127,23 @@ class Stylizer:
             raise StyleError(f"give a style (or masks); known styles: {', '.join(self.styles)}")
         self.blend(style, strength=strength)
 
+    def check_request(
+        self, style: StyleSpec | None, *, sheet: bool = False, devices: int = 1, masks: Any = None, strength: float = 1.0,
+        stroke: float | str = DEFAULT_STROKE, refine: int = 0, style_images: Any = None, **options: Any,
+    ) -> None:
+        """Everything :meth:`stylize_file` and :meth:`stylize_files` would refuse, raised before any
+        image is read (so a folder of a thousand photos fails at once, not at every file): the
+        stroke, the style, masks and strength, the refinement, and what a contact sheet allows."""
+        self.check_stroke(stroke)
+        if sheet:
+            if refine:
+                raise StyleError("refining paints one style, a contact sheet every style: drop one of them (--refine, --all-styles)")
+            if devices != 1:
+                raise ValueError("contact sheets (all styles) are made on one device; drop --devices")
+            return
+        self.check_style(style, strength=strength, masks=masks)
+        self.check_refine(refine, style, style_images=style_images, strength=strength, masks=masks)
+
     def stylize(self, images: Any, style: StyleSpec | None = None, **options: Any) -> Any:
         """Stylize one image or a list of images; see the subclasses."""
         raise NotImplementedError
@@ -137,6 +154,7 @@ class Stylizer:
     ) -> None:
         """Read an image file, stylize it (:meth:`stylize` with ``options``), or with ``sheet`` make
         its :meth:`style_sheet`, and write the result atomically to ``output`` (format from its suffix)."""
+        self.check_request(style, sheet=sheet, **options)
         photo = load_image(source, max_pixels=max_pixels)
         image = self.style_sheet(photo, size=size) if sheet else self.stylize(photo, style, size=size, **options)
         save_image(image, output, quality=quality)
@@ -148,6 +166,7 @@ class Stylizer:
 
         if devices != 1:
             raise ValueError(f"{type(self).__name__} runs on one device; drop --devices")
+        self.check_request(style, **options)
         failures = []
         for source, output in tqdm(pairs, unit="image", desc="stylize"):
             try:

@@ -34,7 +34,7 @@ from torch import Tensor
 from cin_style.io.files import atomic_path
 from cin_style.network.transformer import StyleTransformer, TransformerConfig
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "LoadedModel", "credits_from_manifest", "read_model", "write_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "LoadedModel", "credits_from_manifest", "convert_model", "read_model", "write_model"]
 
 FORMAT = "cin-style"
 FORMAT_VERSION = 2
@@ -200,6 +200,17 @@ def read_model(path: str | os.PathLike) -> LoadedModel:
     if path.suffix in (".ckpt", ".pt", ".pth") or head[:2] == b"PK" or head[:1] == b"\x80":
         return _read_checkpoint(path)
     return _read_safetensors(path)
+
+
+def convert_model(source: str | os.PathLike, output: str | os.PathLike, *, credits: str | os.PathLike | None = None, half: bool = False) -> LoadedModel:
+    """A checkpoint or model file written again as ``output`` (``.safetensors`` or ``.onnx``, as
+    :func:`write_model`), with each painting's credit from the MANIFEST.csv ``credits`` where given
+    (else the credits it has). Returns what was written."""
+    loaded = read_model(source)
+    if credits is not None:
+        loaded.credits = credits_from_manifest(credits, loaded.styles, loaded.training)
+    write_model(output, loaded.transformer, loaded.styles, training=loaded.training, credits=loaded.credits, half=half)
+    return loaded
 
 
 def credits_from_manifest(manifest: str | os.PathLike, styles: list[str], training: dict) -> list[dict[str, str]]:

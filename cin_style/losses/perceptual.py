@@ -107,7 +107,11 @@ def gram_matrix(features: Tensor) -> Tensor:
     """(B, C, H, W) -> (B, C, C), normalized by H·W. Computed in float32."""
     b, c, h, w = features.shape
     f = features.reshape(b, c, h * w).float()
-    return torch.bmm(f, f.transpose(1, 2)) / (h * w)
+    # Outside autocast: under bfloat16 autocast (bf16-mixed training, the bf16 fit of a new style)
+    # bmm would round the float32 features back to bfloat16's 8 bits of mantissa, and a sum over
+    # H·W products of them is the one place in the loss where that error adds up.
+    with torch.autocast(f.device.type, enabled=False):
+        return torch.bmm(f, f.transpose(1, 2)) / (h * w)
 
 
 def total_variation(images: Tensor) -> Tensor:

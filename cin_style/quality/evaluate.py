@@ -155,6 +155,7 @@ def evaluate_model(
     optimize_photos: int | None = None,
     optimize_cache: OptimizedCache | None = None,
     progress: Callable[[str], None] | None = None,
+    rows: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per-style mean losses of ``model`` on ``photos`` (P, 3, H, W) against each style's painting.
 
@@ -166,9 +167,13 @@ def evaluate_model(
     each row adds ``"optimized"`` (the optimization method's mean terms on ``optimize_photos`` of
     the photos, all by default; :func:`optimized_photos` picks them), ``"ratios"`` (network total
     over optimized total, per optimized photo) and their median ``"ratio"``; ``optimize_cache``
-    keeps the optimization's figures for the next evaluation.
+    keeps the optimization's figures for the next evaluation. ``rows`` evaluates only those styles
+    (a style just added, say), still identified among all the model's paintings.
     """
     styles = evaluated_styles(model.styles)
+    unknown = [r for r in rows or () if r not in styles]
+    if unknown:
+        raise ValueError(f"no evaluated style(s) {', '.join(unknown)}; the model's: {', '.join(styles)}")
     missing = [s for s in styles if s not in style_images]
     if missing:
         raise ValueError(f"no painting for style(s) {', '.join(missing)}")
@@ -177,6 +182,8 @@ def evaluate_model(
     targets = {layer: torch.cat([g[layer] for g in painting_grams]) for layer in painting_grams[0]}
     results: dict[str, dict[str, Any]] = {}
     for index, name in enumerate(styles):
+        if rows is not None and name not in rows:
+            continue
         grams = painting_grams[index]
         weights = model.weights(name)
         sums: dict[str, float] = {}
