@@ -266,7 +266,7 @@ class StyleModel(Stylizer):
             if self._signature is None or self._signature[0] != len(self.styles):
                 # Two fixed crops of the bundled photos, and what every row paints of them: computed
                 # once per model and kept in the user cache (keyed by the weights, the loss and the
-                # crops), so that a freshly loaded model previews a painting in about a second.
+                # crops), so that a freshly loaded model previews without painting every row again.
                 photos = fitting_crops(bundled_photos()[:2], FitSettings(batch=2), generator=torch.Generator().manual_seed(0))().to(self.device)
                 key = self._signature_key(photos)
                 rows = _user_cache("signatures", key)
