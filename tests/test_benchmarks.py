@@ -119,3 +119,31 @@ def test_both_paths_parse_the_style_once_on_their_way_to_the_cin_layer():
         assert r["sequence"][-1] == "network/transformer.py", path  # it got to the CIN layer
         assert r["parse_style_string"] + r["blend_weights on a name or mapping"] == 1, (path, r)
         assert "network/styles.py" in r["files"] and "inference/engines.py" in r["files"]
+
+
+def _report(ratios: dict[str, float], **changes) -> dict:
+    styles = {name: {"ratio": r, "style": 2.0 * r, "content": r, "total": 3.0 * r} for name, r in ratios.items()}
+    report = {"schema": "cin-style-evaluate/4", "photos": ["a.jpg"], "size": 256, "optimize": {"steps": 100},
+              "loss": {"style_weight": 5.0, "balance": "none"}, "styles": styles, "mean": {"style": 1.0, "content": 1.0},
+              "identification": {"accuracy": 1.0, "per_style": {n: 1.0 for n in ratios}}}
+    return report | changes
+
+
+def test_before_after_marks_a_style_worse_by_more_than_the_tolerance():
+    from benchmarks.before_after import compare
+
+    before = _report({"a": 2.0, "b": 2.0, "c": 1.0})
+    after = _report({"a": 2.0 * 1.049, "b": 2.0 * 1.051, "c": 0.5}, loss={"style_weight": 5.0, "balance": "gatys"})  # balance is not scoring
+    lines, worse = compare(before, after, tolerance=0.05)
+    assert worse == ["b"]
+    assert "| a | 2.00 | 2.10 | +4.9 % |" in lines[2]
+    assert "**median** | **2.00** | **2.10** | +4.9 %" in lines[-1]  # medians of (2, 2, 1) and (2.098, 2.102, 0.5)
+
+
+def test_before_after_refuses_reports_that_do_not_compare():
+    from benchmarks.before_after import compare
+
+    with pytest.raises(SystemExit, match="photos"):
+        compare(_report({"a": 2.0}), _report({"a": 2.0}, photos=["b.jpg"]))
+    with pytest.raises(SystemExit, match="different losses"):
+        compare(_report({"a": 2.0}), _report({"a": 2.0}, loss={"style_weight": 1.0}))
