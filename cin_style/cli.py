@@ -128,14 +128,16 @@ def _stylize(args) -> int:
     options = {k: getattr(args, k) for k in ("strength", "feather", "preserve_color", "stroke", "refine", "style_images", "max_pixels", "quality", "size", "tile")}
     options.update(sheet=args.all_styles, masks=masks)
     model.check_request(style, devices=args.devices, **options)  # a bad style, stroke or refinement before any image is read
+    keep = f"{Path(args.style_image or '').stem}.safetensors"  # with --style-image: what to run next
+    end = f"\nnext: cin-style add-style {args.style_image} -o {keep} keeps this style in a model file; --style-image is instant from now on (cached)" if args.style_image else ""
     if not folder_mode:
         model.stylize_file(*pairs[0], style, **options, progress=True)
-        print(f"wrote {args.output}")
+        print(f"wrote {args.output}{end}")
         return 0
     failures = model.stylize_files(pairs, style, devices=args.devices, **options)
     if failures is None:
         return 0  # another process of a multi-device run: the first one reports for all
-    print(f"wrote {len(pairs) - len(failures)} of {len(pairs)} images to {args.output}" + (f" on {args.devices} devices" if args.devices != 1 else ""))
+    print(f"wrote {len(pairs) - len(failures)} of {len(pairs)} images to {args.output}" + (f" on {args.devices} devices" if args.devices != 1 else "") + end)
     if failures:
         print(f"{len(failures)} failed:\n" + "\n".join(f"  {line}" for line in failures), file=sys.stderr)
     return EXIT_USAGE if failures else 0
@@ -282,7 +284,7 @@ def _parser() -> argparse.ArgumentParser:
     with_stroke(p)
     p.add_argument("--refine", type=_positive, default=0, metavar="STEPS", help="then run STEPS L-BFGS steps of the optimization method (Gatys et al.) from the network's painting: the best stills (about 2 s a step at the working size on a 2-core CPU; needs --style-images and the .safetensors model)")
     p.add_argument("--style-images", default=None, metavar="DIR", help="with --refine: the folder of paintings the model was trained on (found by name)")
-    p.add_argument("--style-image", default=None, metavar="PAINTING", help="paint in the style of this painting: its row is fitted on first use (about a minute on a CPU) and kept in the user cache, so the next time is instant; -s may then blend it by its file name")
+    p.add_argument("--style-image", default=None, metavar="PAINTING", help="paint in the style of this painting: its row is fitted on first use (one to two minutes on a CPU) and kept in the user cache, so the next time is instant; -s may then blend it by its file name")
     p.add_argument("--fit-steps", type=_positive, default=None, metavar="N", help="with --style-image: the fit's optimizer steps (default: as add-style)")
     p.add_argument("-o", "--output", required=True, help="output image (one input) or folder (several, or a folder)")
     p.add_argument("--size", type=_positive, default=None, help="shrink so that the longer side is at most N pixels")

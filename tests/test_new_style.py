@@ -64,7 +64,7 @@ def test_the_fitted_row_lowers_the_loss_it_was_fitted_on(small_model):
     loss = model.training_loss()
     grams = model._painting_grams(PAINTING)
     start, _ = model._nearest(grams)
-    held = fitting_crops(bundled_photos(), FitSettings(batch=4, crop=64, photo_size=96), generator=torch.Generator().manual_seed(123))()
+    held = fitting_crops(bundled_photos(), FitSettings(crop=64, photo_size=96), generator=torch.Generator().manual_seed(123), count=4)
 
     def measured(row_weights=None, row=None) -> float:
         from cin_style import StyleTransformer
@@ -77,8 +77,8 @@ def test_the_fitted_row_lowers_the_loss_it_was_fitted_on(small_model):
                 value.copy_(row[key][None] if row is not None and key in tables else (start @ state[key])[None] if key in tables else state[key])
             return float(loss(single(held, torch.ones(4, 1)), held, style_grams=grams).total.mean())
 
-    draw = fitting_crops(bundled_photos(), FAST, generator=torch.Generator().manual_seed(0))
-    row, history = fit_row(model.transformer, start, grams, loss, draw, FitSettings(steps=30, batch=2, crop=64, photo_size=96, lr=0.05))
+    crops = fitting_crops(bundled_photos(), FAST, generator=torch.Generator().manual_seed(0))
+    row, history = fit_row(model.transformer, start, grams, loss, crops, FitSettings(steps=30, batch=2, crop=64, photo_size=96, lr=0.05))
     assert len(history) == 30
     # On crops the fit never saw: at least 15 % below where it started (measured: about 40 %).
     assert measured(row=row) < 0.85 * measured()
@@ -105,7 +105,9 @@ def test_a_freshly_loaded_model_previews_from_its_cached_signature(small_model, 
     and gives the same blend; another network is another entry."""
     import cin_style.inference.new_style as new_style
 
-    first = StyleModel.load(small_model, device="cpu", engine="torch").nearest_blend(PAINTING)
+    loaded = StyleModel.load(small_model, device="cpu", engine="torch")
+    first = loaded.nearest_blend(PAINTING)
+    assert loaded._signature[1].shape == (2, 3, 128, 128)  # the preview's small crops, not the fit's 256 px ones
     assert len(list((Path(os.environ["CIN_STYLE_CACHE"]) / "signatures").glob("*.safetensors"))) == 1
     monkeypatch.setattr(new_style, "row_grams", lambda *a, **k: pytest.fail("painted every row again instead of reading the cache"))
     assert StyleModel.load(small_model, device="cpu", engine="torch").nearest_blend(PAINTING) == first
@@ -182,6 +184,7 @@ def test_add_style_from_the_command_line_then_stylize_with_it(small_model, tmp_p
     done = cli("stylize", photo, "-m", small_model, "--style-image", PAINTING, "--fit-steps", "3", "-o", tmp_path / "out.png")
     assert done.returncode == 0, done.stderr
     assert Image.open(tmp_path / "out.png").size == (64, 64)
+    assert done.stdout.splitlines()[-1].startswith(f"next: cin-style add-style {PAINTING} -o van_gogh_the_night_cafe.safetensors")
 
 
 def test_bad_input_is_one_line_exit_2_no_output_and_the_model_untouched(small_model, tmp_path):

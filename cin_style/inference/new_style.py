@@ -9,8 +9,12 @@ loss the model was trained with. This module does that fit, as fast as the 2-cor
   nearest the painting in Gram space: :func:`nearest_blend`); that blend is also the instant
   preview shown before any fitting;
 - the fit runs a one-style copy of the network (the new row only, every convolution frozen, so
-  the backward pass computes no weight gradients for them) on 128 px crops of photos at the
-  scale the model paints at (shorter side 256 px, as training and evaluation see them);
+  the backward pass computes no weight gradients for them) on whole 256 px crops of photos at
+  the scale the model paints at (shorter side 256 px, as training and evaluation see them): the
+  Gram statistics of a 256 px crop are those the row is judged by, where four 128 px crops of
+  as many pixels left its style term 9 % higher (``docs/add_style.md``);
+- the crops are cut once, a small pool whose content features are computed once (the photo's
+  VGG-16 pass would be about a fifth of every step's multiply-adds);
 - Adam on the row's few thousand numbers with a large step that decays along a half cosine.
 
 The photos are the user's own or, by default, the small public-domain set that ships with the
@@ -40,7 +44,7 @@ from cin_style.network.fastconv import native_bf16
 from cin_style.network.styles import IDENTITY
 from cin_style.network.transformer import StyleTransformer
 
-__all__ = ["FitSettings", "bundled_photos", "fitting_crops", "painting_tensor", "row_grams", "nearest_blend", "fit_row", "MIN_PAINTING_SIDE"]
+__all__ = ["FitSettings", "SIGNATURE_CROPS", "bundled_photos", "fitting_crops", "painting_tensor", "row_grams", "nearest_blend", "fit_row", "MIN_PAINTING_SIDE"]
 
 #: A painting smaller than this on its shorter side has too few strokes to take a style from.
 MIN_PAINTING_SIDE = 64
@@ -48,27 +52,29 @@ MIN_PAINTING_SIDE = 64
 
 @dataclass(frozen=True)
 class FitSettings:
-    """How a new row is fitted. The defaults are a first choice, not yet tuned against the
-    gates of issue 32 (``docs/add_style.md`` says what has been measured so far).
+    """How a new row is fitted. The defaults are the fastest measured that meet issue 32's
+    gates on the 2-core CPU (``docs/add_style.md``, "Choosing the settings").
 
-    ``steps`` Adam steps of ``batch`` crops of ``crop`` px, cut from photos whose shorter side
-    is ``photo_size`` px, at learning rate ``lr`` decaying along a half cosine to a tenth.
+    ``steps`` Adam steps of ``batch`` crops of ``crop`` px, drawn from ``pool`` crops cut once
+    from photos whose shorter side is ``photo_size`` px, at learning rate ``lr`` decaying along a
+    half cosine to a tenth.
     ``precision``: ``"32-true"`` (default: the setting the gates of ``docs/add_style.md`` were
     measured with), ``"bf16-mixed"`` (bfloat16 autocast; the row itself and the Gram matrices
     stay float32), or ``"auto"``: bfloat16 where the hardware multiplies it natively (a CPU with
     AMX or AVX-512 BF16, a CUDA GPU that has it), as ``trainer.precision=auto`` does.
     """
 
-    steps: int = 100
-    batch: int = 4
-    crop: int = 128
+    steps: int = 80
+    batch: int = 1
+    crop: int = 256
     photo_size: int = 256
-    lr: float = 0.03
+    lr: float = 0.1
+    pool: int = 16
     seed: int = 0
     precision: str = "32-true"
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch", "crop", "photo_size"):
+        for name in ("steps", "batch", "crop", "photo_size", "pool"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.crop > self.photo_size:
@@ -93,6 +99,12 @@ class FitSettings:
         return hashlib.sha256(json.dumps(self.record(), sort_keys=True).encode()).hexdigest()[:16]
 
 
+#: The crops a model's signature (:func:`row_grams`) and the preview (:func:`nearest_blend`) are
+#: measured on: two 128 px crops, a quarter of the fit's 256 px crops, so that the preview
+#: paints little, whatever the fit's own settings.
+SIGNATURE_CROPS = FitSettings(crop=128, photo_size=256)
+
+
 def bundled_photos() -> list[Path]:
     """The public-domain and CC0 photos that ship with the package (``cin_style/assets/photos``)."""
     return find_images(Path(str(files("cin_style") / "assets" / "photos")))
@@ -109,27 +121,25 @@ def painting_tensor(painting: str | os.PathLike | Image.Image, style_size: int) 
     return TF.to_tensor(resize_shorter(trim_frame(image), style_size))
 
 
-def fitting_crops(photos: Sequence[str | os.PathLike | Image.Image], settings: FitSettings, *, generator: torch.Generator) -> Callable[[], Tensor]:
-    """``draw()`` -> (batch, 3, crop, crop): random crops, flipped at random, of ``photos`` at
-    shorter side ``photo_size``. The photos are decoded once."""
+def fitting_crops(
+    photos: Sequence[str | os.PathLike | Image.Image], settings: FitSettings, *, generator: torch.Generator, count: int | None = None
+) -> Tensor:
+    """(count, 3, crop, crop), ``count`` defaulting to ``settings.pool``: random crops, flipped at
+    random, of ``photos`` at shorter side ``photo_size``."""
     images = [fit_shorter(load_image(p) if not isinstance(p, Image.Image) else p.convert("RGB"), settings.photo_size) for p in photos]
     if not images:
         raise ValueError("no photos to fit the style on")
     tensors = [TF.to_tensor(im) for im in images]
-    c = settings.crop
-
-    def draw() -> Tensor:
-        picks = torch.randint(0, len(tensors), (settings.batch,), generator=generator).tolist()
-        crops = []
-        for i in picks:
-            t = tensors[i]
-            top = int(torch.randint(0, t.shape[1] - c + 1, (1,), generator=generator))
-            left = int(torch.randint(0, t.shape[2] - c + 1, (1,), generator=generator))
-            crop = t[:, top : top + c, left : left + c]
-            crops.append(crop.flip(-1) if bool(torch.rand((), generator=generator) < 0.5) else crop)
-        return torch.stack(crops)
-
-    return draw
+    c, count = settings.crop, count if count is not None else settings.pool
+    picks = torch.randint(0, len(tensors), (count,), generator=generator).tolist()
+    crops = []
+    for i in picks:
+        t = tensors[i]
+        top = int(torch.randint(0, t.shape[1] - c + 1, (1,), generator=generator))
+        left = int(torch.randint(0, t.shape[2] - c + 1, (1,), generator=generator))
+        crop = t[:, top : top + c, left : left + c]
+        crops.append(crop.flip(-1) if bool(torch.rand((), generator=generator) < 0.5) else crop)
+    return torch.stack(crops)
 
 
 @torch.no_grad()
@@ -188,15 +198,18 @@ def fit_row(
     start: Tensor,
     target: dict[str, Tensor],
     loss: PerceptualLoss,
-    draw: Callable[[], Tensor],
+    crops: Tensor,
     settings: FitSettings,
     *,
+    generator: torch.Generator | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> tuple[dict[str, Tensor], list[float]]:
     """Fit one new gamma/beta row: returns the row of each style table (name -> (C,)) and the
     loss per step. ``start`` (N,) is the blend of the existing rows to begin from
-    (:func:`nearest_blend`). ``transformer`` is left exactly as it was: the fit runs a one-style
-    copy of it whose convolutions take no gradients."""
+    (:func:`nearest_blend`); each step's batch is drawn from ``crops`` (:func:`fitting_crops`) with
+    ``generator``, and the crops' content features are computed once, before the first step (the
+    photo's VGG-16 pass is about a fifth of a step's multiply-adds). ``transformer`` is left exactly as it was:
+    the fit runs a one-style copy of it whose convolutions take no gradients."""
     device = next(transformer.parameters()).device
     single = StyleTransformer(**transformer.config.to_dict() | {"num_styles": 1}).to(device)
     tables = transformer.style_tables()
@@ -215,11 +228,17 @@ def fit_row(
     )
     one = torch.ones(settings.batch, 1, device=device)
     bf16 = settings.bf16(device)
+    crops = crops.to(device)
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        features = [loss.vgg(part, loss.content_layers) for part in crops.split(16)]
+    features = {name: torch.cat([f[name] for f in features]) for name in features[0]}
+    generator = generator if generator is not None else torch.Generator().manual_seed(settings.seed)
     history: list[float] = []
     for step in range(1, settings.steps + 1):
-        photos = draw().to(device)
+        picks = torch.randint(0, crops.shape[0], (settings.batch,), generator=generator).to(device)
+        photos = crops[picks]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            terms = loss(single(photos, one), photos, style_grams=target)
+            terms = loss(single(photos, one), photos, style_grams=target, content_features={k: v[picks] for k, v in features.items()})
         total = terms.total.mean()
         optimizer.zero_grad(set_to_none=True)
         total.backward()

@@ -260,14 +260,14 @@ class StyleModel(Stylizer):
         return self.training_loss().style_grams(target[None].to(self.device))
 
     def _nearest(self, grams: dict[str, Tensor]) -> tuple[Tensor, float]:
-        from cin_style.inference.new_style import FitSettings, bundled_photos, fitting_crops, nearest_blend, row_grams
+        from cin_style.inference.new_style import SIGNATURE_CROPS, bundled_photos, fitting_crops, nearest_blend, row_grams
 
         with fastconv.direct(self.engine.direct):
             if self._signature is None or self._signature[0] != len(self.styles):
                 # Two fixed crops of the bundled photos, and what every row paints of them: computed
                 # once per model and kept in the user cache (keyed by the weights, the loss and the
                 # crops), so that a freshly loaded model previews without painting every row again.
-                photos = fitting_crops(bundled_photos()[:2], FitSettings(batch=2), generator=torch.Generator().manual_seed(0))().to(self.device)
+                photos = fitting_crops(bundled_photos()[:2], SIGNATURE_CROPS, generator=torch.Generator().manual_seed(0), count=2).to(self.device)
                 key = self._signature_key(photos)
                 rows = _user_cache("signatures", key)
                 if rows is None:
@@ -309,7 +309,7 @@ class StyleModel(Stylizer):
         bit-identical, and the new style blends with the others like any row. It starts from the
         nearest blend of the existing styles (:meth:`nearest_blend`) and fits on ``photos`` (images,
         or a folder of them; default: the photos bundled with the package) with ``settings`` (a
-        :class:`~cin_style.inference.new_style.FitSettings`; the defaults take about a minute on a
+        :class:`~cin_style.inference.new_style.FitSettings`; the defaults take one to two minutes on a
         2-core CPU). With ``cache`` the fitted row is kept in the user cache, keyed by the
         painting's pixels, the model's weights and the settings, so the same painting is instant
         the next time. ``replace`` refits a style of that name instead of refusing it. ``title``
@@ -353,11 +353,11 @@ class StyleModel(Stylizer):
         if key is None or row is None:
             start, _ = self._nearest(grams)
             generator = torch.Generator().manual_seed(settings.seed)
-            draw = fitting_crops(list(photos) if photos else bundled_photos(), settings, generator=generator)
+            crops = fitting_crops(list(photos) if photos else bundled_photos(), settings, generator=generator)
             with tqdm(total=settings.steps, unit="step", desc=f"add style {name}", disable=not progress) as bar:
                 with torch.inference_mode(False), torch.enable_grad(), fastconv.direct(True):
                     row, history = fit_row(
-                        self.transformer, start, grams, self.training_loss(), draw, settings,
+                        self.transformer, start, grams, self.training_loss(), crops, settings, generator=generator,
                         progress=lambda step, loss: bar.update(1) or bar.set_postfix(loss=f"{loss:.3g}"),
                     )  # fmt: skip
             if key is not None:
