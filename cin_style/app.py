@@ -325,6 +325,8 @@ def launch(
     from cin_style.inference.style_model import pretrained_path
 
     model = load_model(model_path)
+    if hasattr(model, "prepare_preview"):  # an uploaded painting previews at once, the first one too
+        model.prepare_preview()
     bundled = model_path is None or Path(model_path).resolve() == pretrained_path().resolve()
     app = build_app(model, model_name=None if bundled else str(model_path), max_pixels=max_pixels, style_images=style_images)  # the bundled model needs no -m
     app.queue(default_concurrency_limit=1).launch(server_name=host, server_port=port, share=share, max_file_size="50mb", show_error=True)

@@ -116,6 +116,17 @@ def test_a_freshly_loaded_model_previews_from_its_cached_signature(small_model, 
         StyleModel.load(other, device="cpu", engine="torch").nearest_blend(PAINTING)
 
 
+def test_prepare_preview_loads_what_the_first_preview_needs(small_model, monkeypatch):
+    import cin_style.losses.perceptual as perceptual
+    import cin_style.inference.new_style as new_style
+
+    model = StyleModel.load(small_model, device="cpu", engine="torch")
+    model.prepare_preview()
+    monkeypatch.setattr(new_style, "row_grams", lambda *a, **k: pytest.fail("painted every row at the first preview"))
+    monkeypatch.setattr(perceptual, "PerceptualLoss", lambda *a, **k: pytest.fail("loaded VGG-16 at the first preview"))
+    assert sum(model.nearest_blend(PAINTING).values()) == pytest.approx(1.0, abs=1e-3)
+
+
 def test_the_new_row_survives_save_load_and_onnx_export(small_model, tmp_path):
     model = StyleModel.load(small_model, device="cpu", engine="torch")
     name = model.add_style(PAINTING, name="cafe", settings=FAST, progress=False)

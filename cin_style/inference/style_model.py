@@ -259,8 +259,21 @@ class StyleModel(Stylizer):
         target = painting_tensor(painting, recorded_style_size(self.training))
         return self.training_loss().style_grams(target[None].to(self.device))
 
+    def prepare_preview(self) -> None:
+        """Load what :meth:`nearest_blend` needs (VGG-16 and the model's signature), so that the
+        first preview is as quick as the next ones: the app calls it before it serves."""
+        self.training_loss()
+        self._preview_signature()
+
     def _nearest(self, grams: dict[str, Tensor]) -> tuple[Tensor, float]:
-        from cin_style.inference.new_style import SIGNATURE_CROPS, bundled_photos, fitting_crops, nearest_blend, row_grams
+        from cin_style.inference.new_style import nearest_blend
+
+        photos, rows = self._preview_signature()
+        with fastconv.direct(self.engine.direct):
+            return nearest_blend(self.transformer, self.styles, grams, self.training_loss(), photos, rows=rows)
+
+    def _preview_signature(self) -> tuple[Tensor, dict[str, Tensor]]:
+        from cin_style.inference.new_style import SIGNATURE_CROPS, bundled_photos, fitting_crops, row_grams
 
         with fastconv.direct(self.engine.direct):
             if self._signature is None or self._signature[0] != len(self.styles):
@@ -273,8 +286,7 @@ class StyleModel(Stylizer):
                 if rows is None:
                     rows = _user_cache("signatures", key, row_grams(self.transformer, self.styles, self.training_loss(), photos))
                 self._signature = (len(self.styles), photos, {k: v.to(self.device) for k, v in rows.items()})
-            _, photos, rows = self._signature
-            return nearest_blend(self.transformer, self.styles, grams, self.training_loss(), photos, rows=rows)
+        return self._signature[1], self._signature[2]
 
     def _signature_key(self, photos: Tensor) -> str:
         import hashlib
