@@ -96,27 +96,14 @@ def optimize_images(
     # are that step's history entry, so no extra forward pass per step is spent on reporting
     # (a fifth of an L-BFGS step's work; the last step's entry comes from the final evaluation).
     starts: list[dict[str, float]] = []
-    # With one iteration per step() call (so that the image is projected after every step),
-    # torch's L-BFGS evaluates the image twice per step: at the step it takes, and again at the
-    # start of the next call, where the image is the same unless the projection moved a pixel.
-    # That second evaluation is the first one's result again: reuse it (same iterates, bit for
-    # bit; about half the work of a step).
-    last: dict[str, Any] = {}
 
     def closure() -> Tensor:
         optimizer.zero_grad(set_to_none=True)
-        if last and torch.equal(image.detach(), last["at"]):
-            image.grad = last["grad"].clone()
-            total, means = last["total"], last["means"]
-        else:
-            terms = evaluate()
-            total = terms.total.sum()
-            total.backward()
-            means = {k: float(v.detach()) for k, v in terms.means().items()}
-            if method == "lbfgs":
-                last.update(at=image.detach().clone(), grad=image.grad.clone(), total=total.detach(), means=means)
+        terms = evaluate()
         if not starts:
-            starts.append(means)
+            starts.append({k: float(v.detach()) for k, v in terms.means().items()})
+        total = terms.total.sum()
+        total.backward()
         return total
 
     def record(step: int, losses: dict[str, float]) -> None:
