@@ -260,10 +260,12 @@ class StyleModel(Stylizer):
         return self.training_loss().style_grams(target[None].to(self.device))
 
     def prepare_preview(self) -> None:
-        """Load what :meth:`nearest_blend` needs (VGG-16 and the model's signature), so that the
-        first preview is as quick as the next ones: the app calls it before it serves."""
-        self.training_loss()
-        self._preview_signature()
+        """Make the first :meth:`nearest_blend` as quick as the next ones (the app calls this
+        before it serves): one preview of a bundled photo loads VGG-16 and the model's signature
+        and pays the first passes' one-off set-up, most of a first preview's time on a CPU."""
+        from cin_style.inference.new_style import bundled_photos
+
+        self.nearest_blend(bundled_photos()[0])
 
     def _nearest(self, grams: dict[str, Tensor]) -> tuple[Tensor, float]:
         from cin_style.inference.new_style import nearest_blend
