@@ -126,10 +126,8 @@ def _stylize(args) -> int:
     # The style is parsed here, once; what goes down is the parsed Blend, which no layer below parses again.
     style = model.parse_style(args.style) if args.style is not None and not args.all_styles else None
     options = {k: getattr(args, k) for k in ("strength", "feather", "preserve_color", "stroke", "refine", "style_images", "max_pixels", "quality", "size", "tile")}
-    options.update(sheet=args.all_styles, masks=masks)
-    model.check_request(style, devices=args.devices, **options)  # a bad style, stroke or refinement before any image is read
-    keep = f"{Path(args.style_image or '').stem}.safetensors"  # with --style-image: what to run next
-    end = f"\nnext: cin-style add-style {args.style_image} -o {keep} keeps this style in a model file; --style-image is instant from now on (cached)" if args.style_image else ""
+    options.update(sheet=args.all_styles, masks=masks)  # stylize_file(s) check the whole request before reading any image
+    end = f"\nnext: cin-style add-style {args.style_image} -o {Path(args.style_image).stem}.safetensors keeps this style in a model file; --style-image is instant from now on (cached)" if args.style_image else ""
     if not folder_mode:
         model.stylize_file(*pairs[0], style, **options, progress=True)
         print(f"wrote {args.output}{end}")
